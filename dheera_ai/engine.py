@@ -1,0 +1,37 @@
+"""The engine: config, plugins, providers, router and pipeline, assembled once."""
+
+from __future__ import annotations
+
+from dheera_ai.config import Config, ConfigError, build_config
+from dheera_ai.pipeline import Pipeline
+from dheera_ai.plugin_manager import get_plugin_manager
+from dheera_ai.providers import ProviderRegistry
+from dheera_ai.router import Router
+
+
+class Engine:
+    """Everything one gateway (or one SDK client) needs to carry out calls."""
+
+    def __init__(self, config: Config, plugin_manager, providers: ProviderRegistry):
+        self.config = config
+        self.plugin_manager = plugin_manager
+        self.providers = providers
+        self.router = Router(config.deployments)
+        self.pipeline = Pipeline(plugin_manager, config, self.router, providers)
+
+    @classmethod
+    def from_raw_config(cls, raw: dict, *, source: str | None = None, load_entrypoints: bool = True,
+                        plugins=()) -> "Engine":
+        """Build from a parsed config document: load plugins (including the config's
+        `plugins:` modules), register providers, then validate the config against them."""
+        modules = raw.get("plugins") or []
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise ConfigError(["plugins: must be a list of module paths"], source)
+        try:
+            pm = get_plugin_manager(load_entrypoints=load_entrypoints, plugins=plugins, modules=modules)
+        except ImportError as e:
+            raise ConfigError([f"plugins: cannot import {e.name or e}"], source) from None
+        providers = ProviderRegistry()
+        pm.hook.dheera_ai_register_providers(register=providers.register)
+        config = build_config(raw, providers.names(), source=source)
+        return cls(config, pm, providers)

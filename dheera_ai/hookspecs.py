@@ -1,0 +1,69 @@
+"""The hooks a Dheera AI plugin can implement. Each docstring is the contract.
+
+A plugin is a module or an object with functions named like these, decorated with
+`dheera_ai.hookimpl`; it may accept any subset of a hook's arguments. Specs gain arguments
+over time and never rename one. Only the pipeline (`dheera_ai.pipeline`) calls them.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("dheera_ai")
+
+
+@hookspec
+def dheera_ai_register_providers(register):
+    """Register model providers, once at start-up.
+
+    Call `register(name, provider)` for each provider this plugin offers; `name` is the prefix
+    users write in `model: <name>/<model>`, `provider` a `dheera_ai.providers.Provider`.
+    Registering a name twice is an error. Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def dheera_ai_authenticate(credentials, settings):
+    """Decide who is calling.
+
+    `credentials` is a `dheera_ai.types.Credentials`; `settings` the loaded `Config`.
+    Return a `Principal` to accept, raise an `AuthenticationError` (or another
+    `DheeraAIError`) to refuse with that answer, or return None to let the next plugin decide.
+    Stops at first non-None result. If every plugin returns None the call is refused (401):
+    authentication denies by default.
+    """
+
+
+@hookspec
+def dheera_ai_pre_call(call, settings):
+    """Enrich and check a call before a deployment is chosen. Every implementation runs.
+
+    May set `call.metadata`, `call.tags`, change `call.body`, or raise a `DheeraAIError` to
+    refuse the call (that error is the client's answer). Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def dheera_ai_dispatch(call, deployment, provider):
+    """Carry out the call against the chosen deployment.
+
+    Return a `dheera_ai.types.Reply`, or None to let the next plugin answer. Stops at first
+    non-None result. The built-in implementation (trylast) hands the call to `provider`; a
+    cache or guardrail plugin may answer first. Raise a `DheeraAIError` for a failed call.
+    """
+
+
+@hookspec
+def dheera_ai_post_call_success(call, outcome):
+    """Record a call that answered (for a stream: once it has ended or the client left).
+
+    `outcome` is a `dheera_ai.types.Outcome` with usage and latency. Every implementation
+    runs. Must not raise: an exception is logged and the next implementation still runs.
+    """
+
+
+@hookspec
+def dheera_ai_post_call_failure(call, outcome):
+    """Record a call that failed; `outcome.error` is the `DheeraAIError` the client got.
+
+    Every implementation runs. Must not raise: an exception is logged and the next
+    implementation still runs.
+    """

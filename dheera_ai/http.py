@@ -1,0 +1,147 @@
+"""Outbound HTTP for providers: one pooled `requests.Session` per process, explicit timeouts,
+and every failure turned into the error tree, so nothing from `requests` escapes a provider.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from dheera_ai.errors import (
+    APIConnectionError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    DheeraAIError,
+    Timeout,
+    error_for_status,
+)
+
+CONNECT_TIMEOUT = 5.0  # seconds; an upstream that cannot accept a connection in 5 s is down
+DEFAULT_TIMEOUT = 600.0
+_session = None
+_session_pid = None
+# Provider keys that might be echoed back inside an upstream's error text.
+_SECRET_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|\b(AIza[0-9A-Za-z_\-]{4})[0-9A-Za-z_\-]+")
+
+
+def session() -> requests.Session:
+    """The process's session, made on first use: after fork, after gevent's monkey-patching."""
+    global _session, _session_pid
+    if _session is None or _session_pid != os.getpid():
+        s = requests.Session()
+        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=1024, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        # Proxies from the environment are honoured, but never a .netrc's credentials.
+        s.trust_env = True
+        _session, _session_pid = s, os.getpid()
+    return _session
+
+
+def post(url: str, *, json_body=None, data=None, files=None, headers=None, params=None,
+         timeout: float | None = None, stream: bool = False, provider: str = "", call=None):
+    """POST and return the `requests.Response` of a 2xx answer; raise a `DheeraAIError` otherwise.
+
+    `timeout` bounds each wait for the upstream (connect is always short). The time spent is
+    added to `call.upstream_seconds` so the gateway can report its own overhead.
+    """
+    return request("POST", url, json_body=json_body, data=data, files=files, headers=headers, params=params,
+                   timeout=timeout, stream=stream, provider=provider, call=call)
+
+
+def request(method: str, url: str, *, json_body=None, data=None, files=None, headers=None, params=None,
+            timeout: float | None = None, stream: bool = False, provider: str = "", call=None):
+    headers = dict(headers or {})
+    if json_body is not None:
+        data = orjson.dumps(json_body)
+        headers.setdefault("Content-Type", "application/json")
+    read_timeout = timeout or DEFAULT_TIMEOUT
+    started = time.perf_counter()
+    try:
+        response = session().request(method, url, data=data, files=files, headers=headers, params=params,
+                                     timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                                     stream=stream, allow_redirects=False)
+    except requests.exceptions.ConnectTimeout:
+        raise APIConnectionError(f"{provider or 'upstream'}: could not connect within "
+                                 f"{min(CONNECT_TIMEOUT, read_timeout):g}s", provider=provider) from None
+    except requests.exceptions.Timeout:
+        raise Timeout(f"{provider or 'upstream'}: no answer within {read_timeout:g}s", provider=provider) from None
+    except requests.exceptions.RequestException as e:
+        raise APIConnectionError(f"{provider or 'upstream'}: connection failed ({_reason(e)})",
+                                 provider=provider) from None
+    finally:
+        if call is not None:
+            call.upstream_seconds += time.perf_counter() - started
+    if response.status_code >= 300:
+        raise upstream_error(response, provider)
+    return response
+
+
+def upstream_error(response, provider: str) -> DheeraAIError:
+    """An upstream's error answer as our error: its status, its message (secrets masked), Retry-After."""
+    try:
+        body = response.content[:65536]
+    finally:
+        response.close()
+    message, code, param = _error_fields(body)
+    message = f"{provider}: {redact(message)}" if provider else redact(message)
+    headers = {}
+    if response.headers.get("retry-after"):
+        headers["Retry-After"] = response.headers["retry-after"]
+    status = response.status_code
+    if status < 400:  # a redirect: never followed, since it could lead anywhere
+        return APIConnectionError(f"{provider}: the upstream answered with a redirect ({status})", provider=provider)
+    lowered = (message + " " + (code or "")).lower()
+    if status == 400 and ("context_length" in lowered or "context length" in lowered or "maximum context" in lowered):
+        return ContextWindowExceededError(message, code=code, param=param, provider=provider)
+    if status == 400 and any(m in lowered for m in ("content_policy", "content_filter", "content management policy")):
+        return ContentPolicyViolationError(message, code=code, param=param, provider=provider)
+    return error_for_status(status, message, code=code, param=param, provider=provider, headers=headers)
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a provider key, keeping a short prefix to recognise it."""
+    return _SECRET_PATTERN.sub(lambda m: (m.group(1) or m.group(2)) + "****", text)
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or "the upstream returned an error with no body"), None, None
+    error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("detail") or orjson.dumps(error).decode()
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        param = error.get("param") if isinstance(error.get("param"), str) else None
+        return str(message), code, param
+    return str(error), None, None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "Connection reset",
+                   "Remote end closed connection", "Max retries exceeded"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__
+
+
+def iter_body(response, chunk_size: int = 65536):
+    """The body as it arrives: each read returns what the socket has, never waits to fill a buffer
+    (so a close-delimited or content-length stream is not held back), gzip decoded."""
+    raw = response.raw
+    try:
+        while True:
+            data = raw.read1(chunk_size, decode_content=True)
+            if not data:
+                return
+            yield data
+    except Exception as exc:  # urllib3/http.client errors must not escape a provider
+        raise APIConnectionError(f"the upstream stream broke off ({_reason(exc)})") from None

@@ -1,0 +1,136 @@
+"""The small dataclasses that hooks and providers pass around.
+
+A hook never sees `flask.request`: the HTTP layer turns a request into a `Call`, and everything
+after that (plugins, router, providers) works on these objects only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Request fields that belong to the gateway, not to the model: they are taken out of the body
+# before it goes upstream and kept on `Call.gateway_params` for the plugins to interpret.
+GATEWAY_FIELDS = frozenset({
+    "metadata", "tags", "user_config", "mock_response",
+    "api_key", "api_base", "base_url", "api_version",
+})
+
+
+@dataclass
+class Usage:
+    """Token counts as the upstream reported them (OpenAI names)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    # Anything else the upstream said (cached tokens, reasoning tokens, ...), kept as given.
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_openai(cls, usage: dict | None) -> "Usage | None":
+        if not isinstance(usage, dict):
+            return None
+        prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+        total = int(usage.get("total_tokens") or prompt + completion)
+        details = {k: v for k, v in usage.items()
+                   if k not in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        return cls(prompt, completion, total, details)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One entry of `model_list`: a model group name and how to reach one upstream for it."""
+
+    id: str
+    model_name: str
+    provider: str
+    model: str
+    # Everything under `dheera_ai_params` (api_key, api_base, timeout, provider extras), resolved.
+    params: dict
+    model_info: dict = field(default_factory=dict)
+    # Params whose `os.environ/NAME` was unset at load: name -> variable, reported at call time.
+    unresolved: dict = field(default_factory=dict)
+
+    def param(self, name: str, default: Any = None) -> Any:
+        value = self.params.get(name)
+        return default if value is None else value
+
+
+@dataclass
+class Credentials:
+    """What a caller presented: the key from whichever header carried it."""
+
+    api_key: str | None
+    header: str | None
+    headers: dict
+    path: str
+
+
+@dataclass
+class Principal:
+    """Who is calling, as decided by the authenticate hook."""
+
+    kind: str  # "master", "virtual_key", "anonymous", or a plugin's own
+    key_hash: str | None = None
+    key_alias: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    # Model names or groups this caller may use; None means every model.
+    models: frozenset | None = None
+    metadata: dict = field(default_factory=dict)
+    tags: tuple = ()
+
+
+@dataclass
+class Call:
+    """One API call as it moves through the pipeline."""
+
+    call_id: str
+    call_type: str  # "chat_completions", "embeddings", ...
+    model: str
+    body: dict  # what goes upstream: the request less the gateway's own fields
+    stream: bool = False
+    headers: dict = field(default_factory=dict)  # request headers, lower-cased names
+    gateway_params: dict = field(default_factory=dict)
+    principal: Principal | None = None
+    metadata: dict = field(default_factory=dict)
+    tags: list = field(default_factory=list)
+    deployment: Deployment | None = None
+    started: float = field(default_factory=time.perf_counter)
+    start_time: float = field(default_factory=time.time)
+    # Time spent waiting on the upstream, so overhead = elapsed - upstream_seconds.
+    upstream_seconds: float = 0.0
+    usage: Usage | None = None
+
+
+@dataclass
+class Reply:
+    """A provider's answer, in OpenAI shape.
+
+    Exactly one of `body` (bytes to send as they are), `data` (an object to serialize) or
+    `stream` (an iterator of SSE bytes) is set.
+    """
+
+    status: int = 200
+    body: bytes | None = None
+    data: Any = None
+    stream: Iterator[bytes] | None = None
+    content_type: str = "application/json"
+    headers: dict = field(default_factory=dict)
+    usage: Usage | None = None
+
+
+@dataclass
+class Outcome:
+    """How a call ended, for the post-call hooks."""
+
+    status: int
+    latency_seconds: float
+    usage: Usage | None = None
+    error: Exception | None = None
+    # The client went away before the stream ended.
+    stream_cut: bool = False

@@ -1,0 +1,11 @@
+"""The built-in plugins. Each is registered through the `dheera_ai` entry-point group (setup.cfg),
+exactly as a third party's plugin would be; `BUILTIN` lists them for tests that build a plugin
+manager without entry points."""
+
+BUILTIN = (
+    "plugins.auth",
+    "plugins.enrichment",
+    "plugins.call_log",
+    "plugins.providers.openai",
+    "plugins.providers.mock",
+)

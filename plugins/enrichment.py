@@ -1,0 +1,46 @@
+"""Metadata and tags: what the caller says about a call, kept by the gateway, never sent upstream."""
+
+from dheera_ai import hookimpl
+from dheera_ai.errors import BadRequestError
+
+TAGS_HEADER = "x-dheera-ai-tags"
+CLIENT_CREDENTIALS = ("api_key", "api_base", "base_url", "api_version")
+
+
+@hookimpl(tryfirst=True)
+def dheera_ai_pre_call(call, settings):
+    params = call.gateway_params
+    metadata = params.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise BadRequestError("'metadata' must be an object.", param="metadata")
+    call.metadata = dict(metadata or {})
+
+    tags = []
+    for source, value in (("tags", params.get("tags")), ("metadata.tags", call.metadata.get("tags"))):
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise BadRequestError(f"'{source}' must be a list of strings.", param=source)
+        tags += value
+    header = call.headers.get(TAGS_HEADER)
+    if header:
+        tags += [t.strip() for t in header.split(",") if t.strip()]
+    if call.principal is not None:
+        tags += list(call.principal.tags)
+    call.tags = list(dict.fromkeys(tags))  # merged, first occurrence wins, order kept
+
+    _refuse_client_routing(params, settings)
+
+
+def _refuse_client_routing(params, settings):
+    """Client-supplied credentials and routers are off unless the config turns them on."""
+    offered = [name for name in CLIENT_CREDENTIALS + ("user_config",) if params.get(name) is not None]
+    if not offered:
+        return
+    if not settings.general_settings.get("allow_client_side_credentials"):
+        raise BadRequestError(
+            f"This gateway does not accept client-side {', '.join(offered)}: set "
+            "general_settings.allow_client_side_credentials to allow it.",
+            param=offered[0], code="client_side_credentials_disabled")
+    raise BadRequestError(f"Client-side {', '.join(offered)} is not supported by this version of the gateway.",
+                          param=offered[0], code="unsupported_parameter")

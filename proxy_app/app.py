@@ -1,0 +1,63 @@
+"""The app factory: config and engine built once per worker, blueprints registered."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from dheera_ai.config import read_config_file
+from dheera_ai.engine import Engine
+from proxy_app import calls, errors
+from proxy_app.blueprints import chat, health, models
+
+DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
+
+
+def quick_start_config(model: str) -> dict:
+    """`dheera_ai --model openai/gpt-4o-mini`: that one model, callable by its full or short name."""
+    names = [model] + ([model.split("/", 1)[1]] if "/" in model else [])
+    return {"model_list": [{"model_name": name, "dheera_ai_params": {"model": model}} for name in names]}
+
+
+def load_raw_config(test_config=None) -> tuple[dict, str | None]:
+    """The config document: given, or from DHEERA_AI_MODEL / DHEERA_AI_CONFIG / conf/config.yaml."""
+    if test_config is not None:
+        if isinstance(test_config, str):
+            return read_config_file(test_config), os.path.abspath(test_config)
+        return dict(test_config), None
+    if os.environ.get("DHEERA_AI_MODEL"):
+        return quick_start_config(os.environ["DHEERA_AI_MODEL"]), None
+    path = os.environ.get("DHEERA_AI_CONFIG") or DEFAULT_CONFIG
+    return read_config_file(path), os.path.abspath(path)
+
+
+def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
+    """Build the gateway. `test_config` is a config dict or a path; tests pass
+    `load_entrypoints=False` and the plugins they want."""
+    raw, source = load_raw_config(test_config)
+    engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints, plugins=plugins)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["dheera_ai"] = engine
+    errors.register(app)
+    app.before_request(calls.start_request)
+    app.after_request(calls.add_call_headers)
+    for blueprint in (chat.bp, models.bp, health.bp):
+        app.register_blueprint(blueprint)
+    configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
+    return app
+
+
+def configure_logging(debug: bool = False) -> None:
+    """Our loggers write plain lines to stderr (gunicorn's error log), unless the host configured
+    logging itself (a root handler exists), in which case records simply propagate to it."""
+    logger = logging.getLogger("dheera_ai")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)

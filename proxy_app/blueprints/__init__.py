@@ -1,0 +1,1 @@
+"""One blueprint per endpoint family; views parse, hand a Call to the pipeline, and render."""

@@ -1,0 +1,38 @@
+"""`/models` and `/v1/models`: the configured model names, in OpenAI's list shape."""
+
+from flask import Blueprint
+
+from dheera_ai.errors import NotFoundError
+from proxy_app import calls
+
+bp = Blueprint("models", __name__)
+# OpenAI's list has a creation time; ours is fixed so the answer is stable.
+CREATED = 1700000000
+
+
+def _visible_models(principal) -> list[str]:
+    names = calls.engine().router.model_names()
+    if principal.models is not None:
+        names = [n for n in names if n in principal.models]
+    return names
+
+
+def _model(name: str) -> dict:
+    return {"id": name, "object": "model", "created": CREATED, "owned_by": "dheera_ai"}
+
+
+@bp.get("/models")
+@bp.get("/v1/models")
+def list_models():
+    principal = calls.authenticate()
+    return {"object": "list", "data": [_model(n) for n in _visible_models(principal)]}
+
+
+@bp.get("/models/<path:name>")
+@bp.get("/v1/models/<path:name>")
+def get_model(name):
+    principal = calls.authenticate()
+    if name not in _visible_models(principal):
+        raise NotFoundError(f"The model '{name}' does not exist on this gateway.", param="model",
+                            code="model_not_found")
+    return _model(name)

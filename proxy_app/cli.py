@@ -1,0 +1,77 @@
+"""`dheera_ai`: validate the config, say what will be served, then become gunicorn.
+
+The config is checked here, in full (plugins loaded, providers known), so a bad config stops
+start-up with a clear message instead of workers failing one by one. Then the process execs
+gunicorn: a fresh interpreter whose master imports nothing that gevent must patch first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_PORT = 4000
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dheera_ai", description="Run the Dheera AI LLM gateway.")
+    parser.add_argument("--config", "-c", help="path to config.yaml (default: conf/config.yaml)")
+    parser.add_argument("--model", "-m",
+                        help="quick start without a config: serve this one model, e.g. openai/gpt-4o-mini")
+    parser.add_argument("--host", help="address to bind (default 0.0.0.0 with a master key, else 127.0.0.1)")
+    parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--workers", "--num_workers", dest="workers", type=int,
+                        help="gevent worker processes (default: one per core)")
+    parser.add_argument("--detailed_debug", action="store_true", help="debug logging (secrets stay redacted)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from dheera_ai.config import ConfigError, read_config_file
+    from dheera_ai.engine import Engine
+    from proxy_app.app import DEFAULT_CONFIG, quick_start_config
+
+    env = dict(os.environ)
+    env.pop("DHEERA_AI_MODEL", None)
+    env.pop("DHEERA_AI_CONFIG", None)
+    try:
+        if args.model:
+            raw, source = quick_start_config(args.model), None
+            env["DHEERA_AI_MODEL"] = args.model
+        else:
+            path = os.path.abspath(args.config or DEFAULT_CONFIG)
+            raw, source = read_config_file(path), path
+            env["DHEERA_AI_CONFIG"] = path
+        engine = Engine.from_raw_config(raw, source=source)
+    except ConfigError as e:
+        sys.exit(f"dheera_ai: {e}")
+
+    config = engine.config
+    host = args.host
+    why = ""
+    if host is None:
+        host = "0.0.0.0" if config.master_key else "127.0.0.1"
+        if not config.master_key:
+            why = ("  No general_settings.master_key is set, so anyone who can reach the gateway can use it:\n"
+                   "  listening on 127.0.0.1 only. Set a master key, or pass --host to choose.\n")
+    workers = args.workers or os.cpu_count() or 1
+    env["DHEERA_AI_BIND"] = f"{host}:{args.port}"
+    env["DHEERA_AI_WORKERS"] = str(workers)
+    if args.detailed_debug:
+        env["DHEERA_AI_DEBUG"] = "1"
+
+    shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host
+    models = engine.router.model_names()
+    print(f"Dheera AI gateway on http://{shown_host}:{args.port}  (bind {host}, {workers} gevent worker(s))\n"
+          f"  config: {source or f'--model {args.model}'}\n"
+          f"  models: {', '.join(models) if models else '(none)'}\n"
+          f"  state:  none yet (keys, teams and spend arrive with the state store)\n{why}",
+          file=sys.stderr, flush=True)
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:proxy_app.gunicorn_settings", "wsgi:app"]
+    os.execve(sys.executable, command, env)
+
+
+if __name__ == "__main__":
+    main()

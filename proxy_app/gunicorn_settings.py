@@ -1,0 +1,30 @@
+"""gunicorn settings for the gateway (loaded by the master: import nothing heavy here).
+
+`dheera_ai` passes these with `-c python:proxy_app.gunicorn_settings`; conf/gunicorn.conf.py
+re-exports them for a plain `gunicorn -c conf/gunicorn.conf.py wsgi:app`.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("DHEERA_AI_BIND", "127.0.0.1:4000")
+# gevent workers: one per core, each holding many connections (streams mostly wait on upstreams).
+worker_class = "gevent"
+workers = int(os.environ.get("DHEERA_AI_WORKERS") or multiprocessing.cpu_count())
+worker_connections = 1000
+# Monkey-patching must happen in each worker before the app exists: never preload.
+preload_app = False
+# gevent workers heartbeat from their own greenlet, so this only catches a stuck worker.
+timeout = 60
+# On SIGTERM, in-flight calls (long streams included) get this long to finish.
+graceful_timeout = 60
+# Idle keep-alive connections count as in-flight during a graceful stop, so this bounds how long
+# a SIGTERM waits for them. nginx's upstream keepalive_timeout must be shorter (it closes first).
+keepalive = 5
+# A memory safety valve: workers are replaced now and then, not all at once.
+max_requests = 20000
+max_requests_jitter = 2000
+limit_request_line = 8190
+accesslog = None  # one structured line per call comes from the call log instead
+errorlog = "-"
+loglevel = "debug" if os.environ.get("DHEERA_AI_DEBUG") else "info"

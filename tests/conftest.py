@@ -1,0 +1,83 @@
+import importlib
+import logging
+
+import pytest
+
+import plugins
+from proxy_app import create_app
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import LiveServer
+
+MASTER_KEY = "sk-test-master-key"
+
+
+def builtin_plugins():
+    return [importlib.import_module(name) for name in plugins.BUILTIN]
+
+
+@pytest.fixture
+def upstream():
+    server = FakeUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def base_config(upstream):
+    """A gateway with one OpenAI-compatible deployment on the fake upstream and the mock model."""
+    return {
+        "model_list": [
+            {"model_name": "gpt-4o-mini",
+             "dheera_ai_params": {"model": "openai/gpt-4o-mini", "api_base": upstream.url + "/v1",
+                                  "api_key": "sk-upstream-secret"}},
+            {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}},
+        ],
+        "general_settings": {"master_key": MASTER_KEY},
+    }
+
+
+@pytest.fixture
+def make_app():
+    def make(config, extra_plugins=()):
+        return create_app(config, load_entrypoints=False, plugins=builtin_plugins() + list(extra_plugins))
+    return make
+
+
+@pytest.fixture
+def app(make_app, base_config):
+    return make_app(base_config)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def live(app):
+    server = LiveServer(app)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def openai_client(live):
+    import openai
+    return openai.OpenAI(base_url=live.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10)
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+@pytest.fixture
+def call_log(caplog):
+    """The structured call-log lines written during the test, parsed."""
+    import json
+
+    caplog.set_level(logging.INFO, logger="dheera_ai.calls")
+
+    def lines():
+        return [json.loads(r.getMessage()) for r in caplog.records if r.name == "dheera_ai.calls"]
+    return lines

@@ -1,0 +1,60 @@
+"""The real `dheera_ai` command as a subprocess on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+from tests.support.servers import free_port
+
+COMMAND = os.path.join(os.path.dirname(sys.executable), "dheera_ai")
+
+
+class GatewayProcess:
+    def __init__(self, *args, env=None, port=None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen([COMMAND, *args, "--port", str(self.port)], stdout=self.log,
+                                        stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    def wait_ready(self, timeout=30.0) -> float:
+        """Seconds from launch until the gateway answered its liveness probe."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dheera_ai exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/health/liveliness", timeout=1).status_code == 200:
+                    return time.perf_counter() - self.started
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, timeout=30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def close(self):
+        self.stop()
+        self.log.close()
+        os.unlink(self.log.name)
