@@ -28,3 +28,6 @@ limit_request_line = 8190
 accesslog = None  # one structured line per call comes from the call log instead
 errorlog = "-"
 loglevel = "debug" if os.environ.get("DHEERA_AI_DEBUG") else "info"
+# gunicorn 25+ opens a control socket at one per-user path: several instances on a host would
+# fight over it, and it is a management surface nobody asked for.
+control_socket_disable = True
