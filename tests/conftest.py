@@ -73,11 +73,21 @@ def auth():
 
 @pytest.fixture
 def call_log(caplog):
-    """The structured call-log lines written during the test, parsed."""
+    """The structured call-log lines written during the test, parsed.
+
+    `call_log(n)` waits (briefly) until at least n lines exist: a stream's line is written in the
+    server's thread just after the client has read the last byte.
+    """
     import json
+    import time
 
     caplog.set_level(logging.INFO, logger="dheera_ai.calls")
 
-    def lines():
-        return [json.loads(r.getMessage()) for r in caplog.records if r.name == "dheera_ai.calls"]
+    def lines(count=1, timeout=5.0):
+        deadline = time.time() + timeout
+        while True:
+            found = [json.loads(r.getMessage()) for r in caplog.records if r.name == "dheera_ai.calls"]
+            if len(found) >= count or time.time() > deadline:
+                return found
+            time.sleep(0.01)
     return lines

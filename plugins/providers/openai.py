@@ -24,6 +24,11 @@ class OpenAIProvider(Provider):
             base = next((os.environ[v] for v in self.api_base_envs if os.environ.get(v)), self.default_api_base)
         return base.rstrip("/")
 
+    def url(self, deployment: Deployment, operation: str) -> str:
+        """Where `operation` ("chat/completions", "embeddings", ...) of this deployment is served;
+        subclasses with other URL schemes (Azure) override this and `auth_headers` only."""
+        return f"{self.api_base(deployment)}/{operation}"
+
     def auth_headers(self, deployment: Deployment) -> dict:
         return {"Authorization": "Bearer " + require_param(deployment, "api_key", self.api_key_env)}
 
@@ -38,7 +43,7 @@ class OpenAIProvider(Provider):
             options["include_usage"] = True
             body["stream_options"] = options
         timeout = deployment.param("stream_timeout" if call.stream else "timeout") or deployment.param("timeout")
-        response = http.post(self.api_base(deployment) + "/chat/completions", json_body=body,
+        response = http.post(self.url(deployment, "chat/completions"), json_body=body,
                              headers=self.auth_headers(deployment), timeout=timeout, stream=call.stream,
                              provider=self.name, call=call)
         if not call.stream:
