@@ -1,0 +1,187 @@
+"""A durable local spool for rows that must reach the store exactly once (spend logs).
+
+Each process appends JSON lines to its own file under `<state_dir>/spool/` and holds an
+exclusive `flock` on it for as long as it lives. A row is written to the file (one `write`
+syscall, so it is in the kernel and survives the process being killed) before the call's
+response is finished; a batch writer later hands rows to a sink and remembers how far it got in
+a sidecar `.offset` file. A file whose lock can be taken belongs to a dead process: any live
+process claims it and drains it. Sinks must be idempotent on the row's id, which is what
+turns "at least once" (a crash between the sink and the offset) into "exactly once".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+
+import orjson
+
+log = logging.getLogger("dheera_ai.spool")
+
+SUFFIX = ".jsonl"
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+class SpoolFullError(Exception):
+    """The spool reached its size bound: the store has been unreachable for too long."""
+
+
+class Spool:
+    def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._fd = None
+        self._path = None
+        self._pid = None
+
+    # -- writing (hot path) ------------------------------------------------------------------
+    def append(self, row: dict) -> None:
+        """Put one row on disk; raises SpoolFullError past the bound (the caller logs and counts it)."""
+        line = orjson.dumps(row) + b"\n"
+        with self._lock:
+            fd = self._own_fd()
+            if os.fstat(fd).st_size + len(line) > self.max_bytes:
+                raise SpoolFullError(f"spool {self._path} is over {self.max_bytes} bytes")
+            os.write(fd, line)
+
+    def _own_fd(self) -> int:
+        """This process's file, opened (and locked) on first use — after any fork."""
+        if self._fd is None or self._pid != os.getpid():
+            os.makedirs(self.directory, exist_ok=True)
+            name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+            path = os.path.join(self.directory, name)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._fd, self._path, self._pid = fd, path, os.getpid()
+        return self._fd
+
+    # -- draining (batch writer) -------------------------------------------------------------
+    def drain(self, sink, batch_rows: int = 500) -> int:
+        """Hand pending rows to `sink(rows)` in batches: this process's own file, then any file
+        left by a dead process. Returns the rows handed over. If the sink raises, the rows stay
+        and the exception propagates; the next drain retries them."""
+        handed = 0
+        if self._fd is not None and self._pid == os.getpid():
+            with self._lock:
+                own = self._path
+                # Narrows what a machine crash (not a process crash) could lose to one interval.
+                os.fsync(self._fd)
+            handed += self._drain_file(own, sink, batch_rows, owned=True)
+        for path in self._orphans():
+            handed += self._drain_orphan(path, sink, batch_rows)
+        return handed
+
+    def pending_bytes(self) -> int:
+        """Bytes written but not yet accepted by the sink, over every spool file here."""
+        total = 0
+        for name in self._names():
+            path = os.path.join(self.directory, name)
+            try:
+                total += max(os.path.getsize(path) - _read_offset(path), 0)
+            except FileNotFoundError:
+                continue
+        return total
+
+    def _drain_file(self, path: str, sink, batch_rows: int, owned: bool) -> int:
+        handed = 0
+        while True:
+            offset = _read_offset(path)
+            rows, end = _read_rows(path, offset, batch_rows)
+            if not rows:
+                if owned and end == offset and offset > 0:
+                    self._truncate_if_drained(path, offset)
+                return handed
+            sink(rows)
+            _write_offset(path, end)
+            handed += len(rows)
+
+    def _truncate_if_drained(self, path: str, offset: int) -> None:
+        """Start the file over once everything in it reached the store, so it stays small."""
+        with self._lock:
+            if os.fstat(self._fd).st_size == offset:
+                os.ftruncate(self._fd, 0)
+                _write_offset(path, 0)
+
+    def _drain_orphan(self, path: str, sink, batch_rows: int) -> int:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # its owner is alive, or another process is draining it
+            if not os.path.exists(path):
+                return 0  # drained and removed by another process just before we locked it
+            os.fsync(fd)
+            handed = self._drain_file(path, sink, batch_rows, owned=False)
+            os.unlink(path)
+            _remove_offset(path)
+            log.info("spool %s from a finished process drained (%d rows)", os.path.basename(path), handed)
+            return handed
+        finally:
+            os.close(fd)
+
+    def _orphans(self) -> list[str]:
+        own = self._path if self._pid == os.getpid() else None
+        return [p for p in (os.path.join(self.directory, n) for n in self._names()) if p != own]
+
+    def _names(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.directory) if n.endswith(SUFFIX))
+        except FileNotFoundError:
+            return []
+
+
+def _read_rows(path: str, offset: int, limit: int) -> tuple[list[dict], int]:
+    """Complete lines from `offset`: at most `limit` rows, and the offset after the last one."""
+    rows = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        position = offset
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # a row still being written
+            position += len(line)
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                log.error("spool %s: unreadable line at byte %d skipped", path, position - len(line))
+            if len(rows) >= limit:
+                break
+    return rows, position
+
+
+def _offset_path(path: str) -> str:
+    return path + ".offset"
+
+
+def _read_offset(path: str) -> int:
+    try:
+        with open(_offset_path(path), "rb") as f:
+            return int(f.read() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _write_offset(path: str, offset: int) -> None:
+    """Atomically (write, fsync, rename) so a crash leaves the old offset or the new one."""
+    target = _offset_path(path)
+    temporary = target + ".tmp"
+    with open(temporary, "wb") as f:
+        f.write(str(offset).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, target)
+
+
+def _remove_offset(path: str) -> None:
+    try:
+        os.unlink(_offset_path(path))
+    except FileNotFoundError:
+        pass

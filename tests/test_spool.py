@@ -1,0 +1,128 @@
+"""The spend spool: rows survive a killed process and reach the sink exactly once."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from proxy_app.spool import Spool, SpoolFullError
+
+
+class DedupSink:
+    """Like the store: idempotent on the row id."""
+
+    def __init__(self):
+        self.rows = {}
+        self.calls = 0
+
+    def __call__(self, rows):
+        self.calls += 1
+        for row in rows:
+            self.rows.setdefault(row["id"], row)
+
+
+def test_rows_reach_the_sink_in_order_once(tmp_path):
+    spool = Spool(str(tmp_path))
+    for i in range(1200):
+        spool.append({"id": i})
+    received = []
+    assert spool.drain(received.extend, batch_rows=500) == 1200
+    assert [r["id"] for r in received] == list(range(1200))
+    assert spool.drain(received.extend) == 0
+    assert spool.pending_bytes() == 0
+
+
+def test_a_failing_sink_keeps_the_rows_for_the_next_drain(tmp_path):
+    spool = Spool(str(tmp_path))
+    spool.append({"id": "a"})
+
+    def store_down(rows):
+        raise ConnectionError("database is down")
+
+    with pytest.raises(ConnectionError):
+        spool.drain(store_down)
+    assert spool.pending_bytes() > 0
+    sink = DedupSink()
+    assert spool.drain(sink) == 1 and list(sink.rows) == ["a"]
+
+
+def test_a_crash_between_the_sink_and_the_offset_delivers_again_and_dedup_makes_it_once(tmp_path):
+    spool = Spool(str(tmp_path))
+    for i in range(10):
+        spool.append({"id": i})
+    sink = DedupSink()
+
+    def accepted_then_crashed(rows):
+        sink(rows)
+        raise RuntimeError("crashed before the offset was written")
+
+    with pytest.raises(RuntimeError):
+        spool.drain(accepted_then_crashed)
+    spool.drain(sink)
+    assert sink.calls == 2 and sorted(sink.rows) == list(range(10))
+
+
+def test_the_file_starts_over_once_drained(tmp_path):
+    spool = Spool(str(tmp_path))
+    spool.append({"id": 1})
+    spool.drain(lambda rows: None)
+    spool.drain(lambda rows: None)
+    [name] = [n for n in os.listdir(tmp_path) if n.endswith(".jsonl")]
+    assert os.path.getsize(tmp_path / name) == 0
+    spool.append({"id": 2})
+    received = []
+    spool.drain(received.extend)
+    assert received == [{"id": 2}]
+
+
+def test_the_spool_is_bounded(tmp_path):
+    spool = Spool(str(tmp_path), max_bytes=100)
+    spool.append({"id": "x" * 50})
+    with pytest.raises(SpoolFullError):
+        spool.append({"id": "y" * 50})
+
+
+def _writer(tmp_path, rows, then):
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from proxy_app.spool import Spool
+        spool = Spool({str(tmp_path)!r})
+        for i in range({rows}):
+            spool.append({{"id": i}})
+        print("written", flush=True)
+        {then}
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+
+def test_rows_of_a_killed_process_are_drained_by_another_exactly_once(tmp_path):
+    writer = _writer(tmp_path, 250, "os.kill(os.getpid(), signal.SIGKILL)")
+    writer.wait(30)
+    assert writer.returncode == -signal.SIGKILL
+
+    sink = DedupSink()
+    survivor = Spool(str(tmp_path))
+    assert survivor.drain(sink) == 250
+    assert sorted(sink.rows) == list(range(250))
+    assert survivor.drain(sink) == 0
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".jsonl")]
+
+
+def test_the_spool_of_a_live_process_is_left_to_it(tmp_path):
+    writer = _writer(tmp_path, 5, "time.sleep(30)")
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        assert Spool(str(tmp_path)).drain(DedupSink()) == 0
+        assert Spool(str(tmp_path)).pending_bytes() > 0
+    finally:
+        writer.kill()
+        writer.wait()
+    deadline = time.time() + 5
+    sink = DedupSink()
+    while not sink.rows and time.time() < deadline:
+        Spool(str(tmp_path)).drain(sink)
+    assert sorted(sink.rows) == list(range(5))
