@@ -1,0 +1,108 @@
+"""conf/nginx.conf for real: nginx in front of two gateway instances, streaming through it."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import openai
+import pytest
+import requests
+import yaml
+
+from tests.support.fake_upstream import chat_chunks
+from tests.support.process import GatewayProcess
+from tests.support.servers import free_port
+
+MASTER = "sk-nginx-master-key"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+pytestmark = pytest.mark.skipif(NGINX is None and os.environ.get("CI") != "true",
+                                reason="nginx is not installed (apt-get install nginx-light); CI installs it")
+
+
+def render(conf: str, tmp_path, ports, listen) -> str:
+    """conf/nginx.conf with this test's ports and writable paths, otherwise as shipped."""
+    conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+    conf = re.sub(r"pid [^;]+;", f"pid {tmp_path}/nginx.pid;", conf)
+    conf = re.sub(r"error_log [^;]+;", f"error_log {tmp_path}/error.log warn;", conf)
+    conf = re.sub(r"access_log [^;]+;", f"access_log {tmp_path}/access.log;", conf)
+    conf = conf.replace("server 127.0.0.1:4000", f"server 127.0.0.1:{ports[0]}")
+    conf = conf.replace("server 127.0.0.1:4001", f"server 127.0.0.1:{ports[1]}")
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
+    temp = "".join(f"    {name}_temp_path {tmp_path}/{name};\n"
+                   for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return conf.replace("http {\n", "http {\n" + temp, 1)
+
+
+@pytest.fixture
+def stack(tmp_path, upstream):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model_list": [{"model_name": "gpt-4o-mini", "dheera_ai_params": {
+            "model": "openai/gpt-4o-mini", "api_base": upstream.url + "/v1", "api_key": "sk-up"}}],
+        "general_settings": {"master_key": MASTER, "max_request_size_mb": 1}}))
+    instances = [GatewayProcess("--config", str(config), "--workers", "1", "--host", "127.0.0.1") for _ in range(2)]
+    for instance in instances:
+        instance.wait_ready()
+    listen = free_port()
+    with open("conf/nginx.conf", encoding="utf-8") as f:
+        (tmp_path / "nginx.conf").write_text(render(f.read(), tmp_path, [i.port for i in instances], listen))
+    nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+                             stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{listen}"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            requests.get(url + "/health/liveliness", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    yield url, instances
+    nginx.terminate()
+    nginx.wait(10)
+    for instance in instances:
+        instance.close()
+
+
+def test_a_stream_passes_through_nginx_chunk_by_chunk(stack, upstream):
+    url, _ = stack
+    upstream.stream(chat_chunks(words=["one", " two", " three", " four"]), event_delay=0.15)
+    client = openai.OpenAI(base_url=url + "/v1", api_key=MASTER, max_retries=0, timeout=20)
+    arrivals = []
+    for chunk in client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                messages=[{"role": "user", "content": "count"}]):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append((chunk.choices[0].delta.content, time.perf_counter()))
+    assert "".join(text for text, _ in arrivals) == "one two three four"
+    gaps = [b[1] - a[1] for a, b in zip(arrivals, arrivals[1:])]
+    # Each chunk arrived about when the upstream sent it: nothing was held back and batched.
+    assert all(gap > 0.08 for gap in gaps), gaps
+
+
+def test_both_instances_serve(stack):
+    url, instances = stack
+    for _ in range(6):
+        response = requests.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                                 timeout=10)
+        assert response.status_code == 200
+    deadline = time.time() + 5
+    while time.time() < deadline and not all('"event":"call"' in i.output() for i in instances):
+        time.sleep(0.05)
+    assert all('"event":"call"' in i.output() for i in instances)
+
+
+def test_nginx_own_errors_are_openai_json(stack):
+    url, instances = stack
+    too_big = requests.post(url + "/v1/chat/completions", data=b"x" * (33 * 1024 * 1024),
+                            headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"},
+                            timeout=30)
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["type"] == "invalid_request_error"
+
+    for instance in instances:
+        instance.stop()
+    down = requests.get(url + "/v1/models", headers={"Authorization": f"Bearer {MASTER}"}, timeout=10)
+    assert down.status_code in (502, 503)
+    assert down.json()["error"]["code"] == "gateway_unavailable"
