@@ -9,7 +9,7 @@ from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
-from proxy_app import calls, errors
+from proxy_app import calls, errors, metrics
 from proxy_app.blueprints import chat, health, models
 
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
@@ -37,16 +37,19 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     """Build the gateway. `test_config` is a config dict or a path; tests pass
     `load_entrypoints=False` and the plugins they want."""
     raw, source = load_raw_config(test_config)
-    engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints, plugins=plugins)
+    gateway_metrics = metrics.Metrics()
+    engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints,
+                                    plugins=[*plugins, gateway_metrics])
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
+    app.extensions["dheera_ai.metrics"] = gateway_metrics
     errors.register(app)
     app.before_request(calls.start_request)
     app.after_request(calls.add_call_headers)
-    for blueprint in (chat.bp, models.bp, health.bp):
+    for blueprint in (chat.bp, models.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app

@@ -4,8 +4,10 @@
 re-exports them for a plain `gunicorn -c conf/gunicorn.conf.py wsgi:app`.
 """
 
+import glob
 import multiprocessing
 import os
+import tempfile
 
 bind = os.environ.get("DHEERA_AI_BIND", "127.0.0.1:4000")
 # gevent workers: one per core, each holding many connections (streams mostly wait on upstreams).
@@ -31,3 +33,21 @@ loglevel = "debug" if os.environ.get("DHEERA_AI_DEBUG") else "info"
 # gunicorn 25+ opens a control socket at one per-user path: several instances on a host would
 # fight over it, and it is a management surface nobody asked for.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Give every worker one directory for Prometheus samples, so /metrics counts them all."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):  # samples of a previous run
+            os.unlink(stale)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dheera-ai-metrics-")
+
+
+def child_exit(server, worker):
+    """A dead worker's in-flight gauge must not count any more (its counters still do)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

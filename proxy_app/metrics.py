@@ -1,0 +1,105 @@
+"""Prometheus metrics: a plugin that counts every call, and the `/metrics` route.
+
+Under gunicorn every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR (set by the
+master before forking, see gunicorn_settings), and `/metrics` adds them up across workers.
+Labels use the deployment's model group, never the raw requested name: a client must not be
+able to grow the label set by sending random model names.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from dheera_ai import hookimpl
+from dheera_ai.errors import PermissionDeniedError
+from proxy_app import calls
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+bp = Blueprint("metrics", __name__)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class Metrics:
+    """The gateway's metrics, registered as a plugin; one instance per app."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("dheera_ai_requests", "Model calls answered, by outcome",
+                                ["model_group", "deployment", "status"], registry=r)
+        self.errors = Counter("dheera_ai_request_errors", "Model calls that failed, by error class",
+                              ["model_group", "error_type"], registry=r)
+        self.latency = Histogram("dheera_ai_request_latency_seconds", "Whole call, as the client saw it",
+                                 ["model_group"], buckets=LATENCY_BUCKETS, registry=r)
+        self.overhead = Histogram("dheera_ai_overhead_seconds", "Time in the gateway, the upstream's excluded "
+                                  "(plain answers)", ["model_group"], buckets=OVERHEAD_BUCKETS, registry=r)
+        self.tokens = Counter("dheera_ai_tokens", "Tokens the upstream reported", ["model_group", "kind"], registry=r)
+        self.in_flight = Gauge("dheera_ai_in_flight_requests", "Model calls under way",
+                               registry=r, multiprocess_mode="livesum")
+        self.streams_cut = Counter("dheera_ai_streams_cut", "Streams the client left before the end",
+                                   ["model_group"], registry=r)
+
+    @hookimpl(wrapper=True)
+    def dheera_ai_pre_call(self, call):
+        # A wrapper runs before every pre-call implementation, so a call another plugin
+        # refuses was still counted in, and the post-call hook's decrement balances it.
+        self.in_flight.inc()
+        return (yield)
+
+    @hookimpl
+    def dheera_ai_post_call_success(self, call, outcome):
+        group, deployment = _labels(call)
+        self.in_flight.dec()
+        self.requests.labels(group, deployment, str(outcome.status)).inc()
+        self.latency.labels(group).observe(outcome.latency_seconds)
+        if not call.stream:
+            self.overhead.labels(group).observe(max(outcome.latency_seconds - call.upstream_seconds, 0.0))
+        if outcome.usage is not None:
+            self.tokens.labels(group, "prompt").inc(outcome.usage.prompt_tokens)
+            self.tokens.labels(group, "completion").inc(outcome.usage.completion_tokens)
+        if outcome.stream_cut:
+            self.streams_cut.labels(group).inc()
+
+    @hookimpl
+    def dheera_ai_post_call_failure(self, call, outcome):
+        group, deployment = _labels(call)
+        self.in_flight.dec()
+        self.requests.labels(group, deployment, str(outcome.status)).inc()
+        self.errors.labels(group, type(outcome.error).__name__).inc()
+        self.latency.labels(group).observe(outcome.latency_seconds)
+
+    def exposition(self) -> bytes:
+        if multiprocess():
+            from prometheus_client import multiprocess as mp
+
+            registry = CollectorRegistry()
+            mp.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def _labels(call) -> tuple[str, str]:
+    deployment = call.deployment
+    if deployment is None:
+        return "unknown", "none"
+    return deployment.model_name, deployment.id
+
+
+@bp.get("/metrics")
+def metrics():
+    engine = calls.engine()
+    settings = {**engine.config.dheera_ai_settings, **engine.config.general_settings}
+    if settings.get("require_auth_for_metrics_endpoint", True):
+        principal = calls.authenticate()
+        if principal.kind not in ("master", "anonymous"):
+            raise PermissionDeniedError("/metrics needs the master key.", code="admin_only")
+    body = current_app.extensions["dheera_ai.metrics"].exposition()
+    return Response(body, content_type=CONTENT_TYPE_LATEST)

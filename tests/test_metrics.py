@@ -1,0 +1,76 @@
+"""/metrics: Prometheus counts of calls, tokens and latency, across all gunicorn workers."""
+
+import re
+
+import requests
+import yaml
+
+from tests.conftest import MASTER_KEY
+from tests.support.process import GatewayProcess
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """The value of one sample in a Prometheus exposition (0 if absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def chat(client, auth, model="demo"):
+    return client.post("/v1/chat/completions", headers=auth,
+                       json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_calls_tokens_and_latency_are_counted(client, auth, app):
+    for _ in range(3):
+        assert chat(client, auth).status_code == 200
+    text = client.get("/metrics", headers=auth).get_data(as_text=True)
+
+    deployment = app.extensions["dheera_ai"].router.groups["demo"].deployments[0].id
+    assert sample(text, "dheera_ai_requests_total", model_group="demo", deployment=deployment, status="200") == 3
+    assert sample(text, "dheera_ai_tokens_total", model_group="demo", kind="completion") > 0
+    assert sample(text, "dheera_ai_request_latency_seconds_count", model_group="demo") == 3
+    assert sample(text, "dheera_ai_in_flight_requests") == 0
+
+
+def test_failures_are_counted_by_error_class_without_the_requested_name(client, auth):
+    assert chat(client, auth, model="random-name-12345").status_code == 400
+    text = client.get("/metrics", headers=auth).get_data(as_text=True)
+    assert sample(text, "dheera_ai_request_errors_total", model_group="unknown", error_type="BadRequestError") == 1
+    assert "random-name-12345" not in text
+    assert sample(text, "dheera_ai_in_flight_requests") == 0
+
+
+def test_metrics_need_the_master_key_unless_configured_public(client, make_app, base_config):
+    assert client.get("/metrics").status_code == 401
+    base_config["general_settings"]["require_auth_for_metrics_endpoint"] = False
+    assert make_app(base_config).test_client().get("/metrics").status_code == 200
+
+
+def test_every_worker_is_counted(tmp_path):
+    config = tmp_path / "config.yaml"
+    demo = {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}
+    config.write_text(yaml.safe_dump({"model_list": [demo], "general_settings": {"master_key": MASTER_KEY}}))
+    samples = tmp_path / "prometheus"
+    gateway = GatewayProcess("--config", str(config), "--workers", "2", "--host", "127.0.0.1",
+                             env={"PROMETHEUS_MULTIPROC_DIR": str(samples)})
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Connection": "close"}
+    try:
+        gateway.wait_ready()
+        sent = 0
+        # Fresh connections until both workers have answered some calls (bounded).
+        while sent < 400 and len({p.name.split("_")[-1] for p in samples.glob("counter_*.db")}) < 2:
+            response = requests.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=10,
+                                     json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+            assert response.status_code == 200
+            sent += 1
+        assert len(list(samples.glob("counter_*.db"))) == 2, "the calls never reached the second worker"
+        text = requests.get(gateway.url + "/metrics", headers=headers, timeout=10).text
+        assert sample(text, "dheera_ai_requests_total", model_group="demo", status="200") == sent
+    finally:
+        gateway.close()
