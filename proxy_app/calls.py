@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 
@@ -11,6 +12,7 @@ from marshmallow import Schema
 
 from dheera_ai.errors import BadRequestError
 from dheera_ai.types import GATEWAY_FIELDS, Call, Credentials, Principal
+from proxy_app.validation import FastValidator
 
 # Where callers put their key: OpenAI clients, our own header, Azure clients, Anthropic clients.
 KEY_HEADERS = ("authorization", "x-dheera-ai-api-key", "api-key", "x-api-key")
@@ -56,11 +58,16 @@ def json_body(schema: Schema) -> dict:
         raise BadRequestError(f"The request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
-    problems = schema.validate(body)
+    problems = _validator(schema).errors(body)
     if problems:
         field, message = _first_problem(problems)
         raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value")
     return body
+
+
+@functools.cache
+def _validator(schema: Schema) -> FastValidator:
+    return FastValidator(schema)
 
 
 def _first_problem(problems, prefix="") -> tuple[str, str]:
