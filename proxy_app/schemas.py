@@ -54,6 +54,11 @@ class ChatCompletionRequestSchema(Schema):
     tags = fields.List(fields.String(), allow_none=True)
 
 
+def JSONBoolean():  # noqa: N802 - reads like the fields it sits among
+    """A JSON true/false, not marshmallow's "yes"/1/"on"."""
+    return fields.Boolean(allow_none=True, truthy={True}, falsy={False})
+
+
 class StringOrArray(fields.Field):
     """`prompt`, `input`: a string, or a list (of strings, token ids, token arrays or parts)."""
 
@@ -89,14 +94,14 @@ class _PassThrough(Schema):
 
 class CompletionRequestSchema(_PassThrough):
     prompt = StringOrArray(required=True, allow_none=True)
-    stream = fields.Boolean(allow_none=True)
+    stream = JSONBoolean()
     stream_options = fields.Dict(allow_none=True)
     max_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=0))
     temperature = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2))
     top_p = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1))
     n = fields.Integer(allow_none=True, validate=validate.Range(min=1))
     stop = StringOrList(allow_none=True)
-    echo = fields.Boolean(allow_none=True)
+    echo = JSONBoolean()
     logprobs = fields.Integer(allow_none=True)
     suffix = fields.String(allow_none=True)
 
@@ -148,7 +153,7 @@ class RerankRequestSchema(_PassThrough):
     query = fields.String(required=True)
     documents = fields.List(fields.Raw(), required=True)
     top_n = fields.Integer(allow_none=True)
-    return_documents = fields.Boolean(allow_none=True)
+    return_documents = JSONBoolean()
 
     @validates_schema
     def cohere_rules(self, data, **kwargs):
@@ -161,8 +166,8 @@ class RerankRequestSchema(_PassThrough):
 class ResponseCreateRequestSchema(_PassThrough):
     input = StringOrArray(allow_none=True)
     instructions = fields.String(allow_none=True)
-    stream = fields.Boolean(allow_none=True)
-    store = fields.Boolean(allow_none=True)
+    stream = JSONBoolean()
+    store = JSONBoolean()
     previous_response_id = fields.String(allow_none=True)
     max_output_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=1))
     temperature = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2))
@@ -185,7 +190,7 @@ class AnthropicMessagesRequestSchema(_PassThrough):
     messages = fields.List(fields.Nested(AnthropicMessageSchema), required=True, validate=validate.Length(min=1))
     max_tokens = fields.Integer(required=True, validate=validate.Range(min=1))
     system = StringOrArray(allow_none=True)
-    stream = fields.Boolean(allow_none=True)
+    stream = JSONBoolean()
     temperature = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1))
     top_p = fields.Float(allow_none=True)
     top_k = fields.Integer(allow_none=True)

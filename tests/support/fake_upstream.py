@@ -340,7 +340,8 @@ def response_object(response_id="resp_fake123", text="Hello from the fake Respon
             "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": 1.0,
             "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
             "truncation": "disabled", "metadata": {},
-            "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 8,
+            "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                      "output_tokens": 8,
                       "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 20}}
 
 
