@@ -45,6 +45,8 @@ class Bridges:
             reply = provider.handle(call, deployment)  # raises: unsupported call type
         if call.call_type in RESPONSES_CALLS:
             _encode_response_ids(reply, deployment.id)
+        if reply.stream is not None and reply.error_event is None:
+            reply.error_event = STREAM_ERROR_EVENTS.get(call.call_type)
         return reply
 
     # -- Responses over chat completions ------------------------------------------------------
@@ -70,7 +72,7 @@ class Bridges:
             return Reply(data=response, usage=inner.usage)
 
         translator = responses_translate.ChatStreamToResponses(body, response_id, created)
-        reply = Reply(content_type="text/event-stream", error_event=responses_error_event)
+        reply = Reply(content_type="text/event-stream")
 
         def events():
             yield from _named(translator.start())
@@ -143,7 +145,11 @@ def _input_items(input_, response_id: str) -> list:
 # -- Anthropic Messages over chat completions ----------------------------------------------------
 
 def anthropic_via_chat(call: Call, deployment: Deployment, provider) -> Reply:
-    chat = _translated(anthropic_translate.anthropic_request_to_chat, call.body)
+    body = call.body
+    user_id = (call.gateway_params.get("metadata") or {}).get("user_id")
+    if user_id:  # Anthropic's metadata.user_id, which the gateway took for its own metadata
+        body = dict(body, metadata={"user_id": user_id})
+    chat = _translated(anthropic_translate.anthropic_request_to_chat, body)
     sub = _chat_call(call, chat)
     inner = provider.handle(sub, deployment)
     if inner.stream is None:
@@ -151,7 +157,7 @@ def anthropic_via_chat(call: Call, deployment: Deployment, provider) -> Reply:
         return Reply(data=anthropic_translate.chat_response_to_anthropic(_json_of(inner), call.model),
                      usage=inner.usage)
     translator = anthropic_translate.ChatStreamToAnthropic(call.model, "msg_" + uuid.uuid4().hex[:24])
-    reply = Reply(content_type="text/event-stream", error_event=anthropic_error_event)
+    reply = Reply(content_type="text/event-stream")
 
     def events():
         for data in _chunks(inner.stream):
@@ -183,6 +189,11 @@ def responses_error_event(error: DheeraAIError) -> bytes:
     return named_event("error", {"type": "error", "code": getattr(error, "code", None),
                                  "message": getattr(error, "message", str(error)),
                                  "param": getattr(error, "param", None), "sequence_number": 0})
+
+
+# A late error is written in the stream's own format; in audio it is no event at all (the stream ends).
+STREAM_ERROR_EVENTS = {"responses": responses_error_event, "anthropic_messages": anthropic_error_event,
+                       "audio_speech": lambda error: b""}
 
 
 # -- helpers ------------------------------------------------------------------------------------

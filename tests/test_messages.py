@@ -134,3 +134,9 @@ def test_an_error_mid_stream_is_an_anthropic_error_event(live, upstream):
     assert "event: error\ndata: " in text
     error = json.loads(text.split("event: error\ndata: ", 1)[1].split("\n", 1)[0])
     assert error["type"] == "error" and "upstream fell over" in error["error"]["message"]
+
+
+def test_metadata_user_id_becomes_the_chat_user(claude, upstream):
+    claude.messages.create(model="gpt-4o-mini", max_tokens=5, metadata={"user_id": "u-42"},
+                           messages=[{"role": "user", "content": "Hi"}])
+    assert upstream.last.json["user"] == "u-42"

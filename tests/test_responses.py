@@ -182,3 +182,13 @@ def test_an_untranslatable_request_is_a_400_naming_the_field(chat_only):
 def test_wrong_field_types_are_a_400(client, auth):
     response = client.post("/v1/responses", headers=auth, json={"model": "demo", "input": "x", "stream": "yes"})
     assert response.status_code == 400 and response.json["error"]["param"] == "stream"
+
+
+def test_a_follow_up_is_answered_and_logged_by_the_group_that_holds_the_conversation(openai_client, upstream,
+                                                                                     call_log):
+    first = openai_client.responses.create(model="demo", input="Hi", extra_body={"mock_response": "mock says hi"})
+    follow = openai_client.responses.create(model="gpt-4o-mini", input="Again", previous_response_id=first.id,
+                                            extra_body={"mock_response": "still the mock"})
+    assert follow.output_text == "still the mock"
+    assert upstream.requests == []
+    assert call_log(2)[-1]["model"] == "demo"

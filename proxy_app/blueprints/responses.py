@@ -25,6 +25,8 @@ def create():
     pinned = response_ids.decode(call.body.get("previous_response_id"))
     if pinned is not None:
         call.deployment_id, call.body["previous_response_id"] = pinned
+        # The group actually used is the one access checks must see, whatever `model` said.
+        call.model = calls.engine().router.find(call.deployment_id).model_name
     return calls.execute(call)
 
 
