@@ -45,8 +45,9 @@ def authenticate() -> Principal:
     return principal
 
 
-def json_body(schema: Schema) -> dict:
-    """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise."""
+def json_body(schema: Schema, model: str | None = None) -> dict:
+    """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise.
+    `model` (from the path, on Azure-style routes) replaces the body's."""
     raw = request.get_data(cache=False)
     if not raw:
         raise BadRequestError("The request body is empty; send a JSON object.", code="invalid_json")
@@ -56,6 +57,8 @@ def json_body(schema: Schema) -> dict:
         raise BadRequestError(f"The request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
+    if model is not None:
+        body["model"] = model
     problems = schema.validate(body)
     if problems:
         field, message = _first_problem(problems)
@@ -84,10 +87,7 @@ def run(call_type: str, schema: Schema, model: str | None = None) -> Response:
     """The whole life of a JSON model call, as the blueprints use it; `model` comes from the path
     on Azure-style routes."""
     principal = authenticate()
-    body = json_body(schema)
-    if model is not None:
-        body["model"] = model
-    return execute(new_call(call_type, body, principal))
+    return execute(new_call(call_type, json_body(schema, model), principal))
 
 
 def run_upload(call_type: str, schema: Schema, model: str | None = None) -> Response:
@@ -95,22 +95,22 @@ def run_upload(call_type: str, schema: Schema, model: str | None = None) -> Resp
     body, files left where the form parser spooled them (memory, or a temporary file when large)
     until the provider streams them upstream. The body limit (413) applies to the whole upload."""
     principal = authenticate()
-    body, files = form_body(schema)
-    if model is not None:
-        body["model"] = model
+    body, files = form_body(schema, model)
     call = new_call(call_type, body, principal)
     call.files = files
     call.stream = False  # a form's "stream" is text; these answers are relayed whole
     return execute(call)
 
 
-def form_body(schema: Schema) -> tuple[dict, list[Upload]]:
+def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Upload]]:
     if request.mimetype != "multipart/form-data":
         raise BadRequestError("Send this request as multipart/form-data (fields and files).", code="invalid_body")
     form = request.form
     # A repeated field (`include[]`, `timestamp_granularities[]`) stays a list; any other is a string.
     body = {key: values if key.endswith("[]") or len(values) > 1 else values[0]
             for key, values in form.lists()}
+    if model is not None:
+        body["model"] = model
     problems = schema.validate(body)
     if problems:
         field, message = _first_problem(problems)

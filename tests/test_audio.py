@@ -97,3 +97,14 @@ def test_a_wrong_response_format_is_a_400(client, auth):
 def test_speech_without_input_is_a_400(client, auth):
     response = client.post("/v1/audio/speech", headers=auth, json={"model": "demo", "voice": "alloy"})
     assert response.status_code == 400 and response.json["error"]["param"] == "input"
+
+
+def test_a_large_upload_arrives_upstream_byte_for_byte_with_its_length(openai_client, upstream):
+    # Beyond the form parser's 500 KB in memory, so it is spooled to a temporary file and sent from there.
+    audio = bytes(range(256)) * 8192  # 2 MB
+    openai_client.audio.transcriptions.create(model="gpt-4o-mini", file=("long.wav", audio, "audio/wav"))
+
+    sent = upstream.last
+    assert "transfer-encoding" not in sent.headers and int(sent.headers["content-length"]) == len(sent.body)
+    assert sent.form[1] == [("file", "long.wav", "audio/wav", audio)]
+    assert upstream.chunked_uploads == 0

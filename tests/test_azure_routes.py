@@ -1,6 +1,8 @@
 """Azure OpenAI's inbound URL scheme: `openai.AzureOpenAI(azure_endpoint=<gateway>)` works
 unchanged, with a model name as the deployment."""
 
+import io
+
 import openai
 import pytest
 
@@ -66,3 +68,13 @@ def test_an_unknown_operation_is_a_404(client, auth):
     response = client.post("/openai/deployments/demo/fine_tunes?api-version=1", headers=auth, json={})
     assert response.status_code == 404
     assert response.json["error"]["type"] == "not_found_error"
+
+
+def test_a_body_without_a_model_takes_the_deployment_from_the_path(client, auth):
+    response = client.post("/openai/deployments/demo/completions?api-version=2024-10-21", headers=auth,
+                           json={"prompt": "Hi"})
+    assert response.status_code == 200
+    assert response.json["model"] == "demo"
+    upload = client.post("/openai/deployments/demo/audio/transcriptions?api-version=2024-10-21", headers=auth,
+                         content_type="multipart/form-data", data={"file": (io.BytesIO(b"RIFF"), "a.wav")})
+    assert upload.status_code == 200 and "a.wav" in upload.json["text"]
