@@ -152,11 +152,12 @@ def anthropic_via_chat(call: Call, deployment: Deployment, provider) -> Reply:
     chat = _translated(anthropic_translate.anthropic_request_to_chat, body)
     sub = _chat_call(call, chat)
     inner = provider.handle(sub, deployment)
+    message_id = "msg_" + uuid.uuid4().hex[:24]  # Anthropic's id shape, not the chat completion's
     if inner.stream is None:
         call.upstream_seconds = sub.upstream_seconds
-        return Reply(data=anthropic_translate.chat_response_to_anthropic(_json_of(inner), call.model),
-                     usage=inner.usage)
-    translator = anthropic_translate.ChatStreamToAnthropic(call.model, "msg_" + uuid.uuid4().hex[:24])
+        message = anthropic_translate.chat_response_to_anthropic(_json_of(inner), call.model)
+        return Reply(data=dict(message, id=message_id), usage=inner.usage)
+    translator = anthropic_translate.ChatStreamToAnthropic(call.model, message_id)
     reply = Reply(content_type="text/event-stream")
 
     def events():

@@ -22,7 +22,7 @@ def test_a_message_is_translated_to_chat_and_back(claude, upstream, call_log):
     message = claude.messages.create(model="gpt-4o-mini", max_tokens=50, system="Be brief.",
                                      messages=[{"role": "user", "content": "Hi there"}])
 
-    assert message.type == "message" and message.role == "assistant"
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
     assert message.content[0].text == "Hello from the fake upstream."
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens == 9 and message.usage.output_tokens == 7
