@@ -192,3 +192,15 @@ def test_a_follow_up_is_answered_and_logged_by_the_group_that_holds_the_conversa
     assert follow.output_text == "still the mock"
     assert upstream.requests == []
     assert call_log(2)[-1]["model"] == "demo"
+
+
+def test_an_error_mid_stream_is_a_responses_error_event(chat_only, upstream):
+    from tests.support.fake_upstream import chat_chunks
+
+    upstream.stream(chat_chunks()[:2] + ['{"error": {"message": "upstream fell over", "code": "boom"}}'])
+    events = list(chat_only.responses.create(model="chat-only", input="Hi", stream=True))
+
+    assert events[0].type == "response.created"
+    # The Responses API's own error event (ResponseErrorEvent), as the SDK parses it.
+    assert events[-1].type == "error" and "upstream fell over" in events[-1].message
+    assert_valid("ResponseStreamEvent", events[-1].model_dump(exclude_unset=True))
