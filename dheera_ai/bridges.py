@@ -145,11 +145,7 @@ def _input_items(input_, response_id: str) -> list:
 # -- Anthropic Messages over chat completions ----------------------------------------------------
 
 def anthropic_via_chat(call: Call, deployment: Deployment, provider) -> Reply:
-    body = call.body
-    user_id = (call.gateway_params.get("metadata") or {}).get("user_id")
-    if user_id:  # Anthropic's metadata.user_id, which the gateway took for its own metadata
-        body = dict(body, metadata={"user_id": user_id})
-    chat = _translated(anthropic_translate.anthropic_request_to_chat, body)
+    chat = _translated(anthropic_translate.anthropic_request_to_chat, call.body)
     sub = _chat_call(call, chat)
     inner = provider.handle(sub, deployment)
     message_id = "msg_" + uuid.uuid4().hex[:24]  # Anthropic's id shape, not the chat completion's

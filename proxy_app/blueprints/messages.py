@@ -21,7 +21,13 @@ log = logging.getLogger("dheera_ai.http")
 
 @bp.post("/v1/messages")
 def messages():
-    return calls.run("anthropic_messages", _schema)
+    principal = calls.authenticate()
+    call = calls.new_call("anthropic_messages", calls.json_body(_schema), principal)
+    metadata = call.gateway_params.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("user_id"):
+        # Anthropic's own field inside the gateway's `metadata`: it goes upstream too.
+        call.body["metadata"] = {"user_id": metadata["user_id"]}
+    return calls.execute(call)
 
 
 @bp.errorhandler(DheeraAIError)
