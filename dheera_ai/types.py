@@ -87,7 +87,7 @@ class Principal:
 
 @dataclass
 class Upload:
-    """One file of a multipart request (`image`, `mask`, `file`), readable once from `stream`."""
+    """One file of a multipart request (`image`, `mask`, `file`); `stream` is seekable, so a retry can send it again."""
 
     field: str
     filename: str
