@@ -46,8 +46,10 @@ def dheera_ai_dispatch(call, deployment, provider):
     """Carry out the call against the chosen deployment.
 
     Return a `dheera_ai.types.Reply`, or None to let the next plugin answer. Stops at first
-    non-None result. The built-in implementation (trylast) hands the call to `provider`; a
-    cache or guardrail plugin may answer first. Raise a `DheeraAIError` for a failed call.
+    non-None result. The built-in implementation (trylast) hands the call to `provider`, and
+    serves `responses*` and `anthropic_messages` calls through the provider's chat completions
+    when it has no method for them (`dheera_ai.bridges`); a cache or guardrail plugin may answer
+    first. Raise a `DheeraAIError` for a failed call.
     """
 
 

@@ -76,7 +76,7 @@ class Pipeline:
             else:
                 self.record_success(call, Outcome(reply.status, latency, call.usage, stream_cut=not finished))
         if error is not None:
-            yield b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
+            yield reply.error_event(error) if reply.error_event else b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
 
     def record_success(self, call: Call, outcome: Outcome) -> None:
         self._call_each("dheera_ai_post_call_success", call=call, outcome=outcome)

@@ -7,17 +7,22 @@ import importlib
 import pluggy
 
 from dheera_ai import hookspecs
+from dheera_ai.bridges import Bridges
 
 PROJECT = "dheera_ai"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class DefaultDispatch:
-    """The dispatch every gateway has: hand the call to the deployment's provider."""
+    """The dispatch every gateway has: hand the call to the deployment's provider, bridging the
+    Responses and Anthropic Messages APIs through chat completions where the provider lacks them."""
+
+    def __init__(self):
+        self.bridges = Bridges()
 
     @hookimpl(trylast=True)
     def dheera_ai_dispatch(self, call, deployment, provider):
-        return provider.handle(call, deployment)
+        return self.bridges.dispatch(call, deployment, provider)
 
 
 def get_plugin_manager(load_entrypoints: bool = True, plugins=(), modules=()) -> pluggy.PluginManager:

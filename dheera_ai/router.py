@@ -6,7 +6,7 @@ import bisect
 import itertools
 import random
 
-from dheera_ai.errors import BadRequestError
+from dheera_ai.errors import BadRequestError, NotFoundError
 from dheera_ai.types import Call, Deployment
 
 
@@ -47,7 +47,18 @@ class Router:
     def model_names(self) -> list[str]:
         return list(self.groups)
 
+    def find(self, deployment_id: str) -> Deployment:
+        """The deployment with this id; a 404 once the config no longer has it."""
+        for group in self.groups.values():
+            for deployment in group.deployments:
+                if deployment.id == deployment_id:
+                    return deployment
+        raise NotFoundError("The deployment that created this object is no longer configured.",
+                            code="deployment_not_found")
+
     def choose(self, call: Call) -> Deployment:
+        if call.deployment_id:  # a follow-up to what that deployment created
+            return self.find(call.deployment_id)
         group = self.groups.get(call.model)
         if group is None:
             raise BadRequestError(

@@ -25,6 +25,34 @@ def relay_openai_events(chunks, reply: Reply, keep_usage_chunk: bool = True):
     the usage on `reply`. When the gateway asked the upstream for usage and the client did not,
     that usage-only event (`"choices": []`) is dropped, so the client sees what it asked for.
     """
+    for events in whole_events(chunks):
+        if _USAGE_OBJECT.search(events):
+            events = _take_usage(events, reply, keep_usage_chunk)
+        if events:
+            yield events
+
+
+_FINAL_RESPONSE = re.compile(rb'"type"\s*:\s*"response\.(completed|incomplete|failed)"')
+
+
+def relay_responses_events(chunks, reply: Reply):
+    """Pass a Responses API event stream through whole events at a time (so each chunk can be
+    rewritten on its own); only the final event, which carries usage, is parsed."""
+    for events in whole_events(chunks):
+        if _FINAL_RESPONSE.search(events):
+            for item in events.split(b"\n\n"):
+                payload = _data_of(item)
+                if payload and _FINAL_RESPONSE.search(payload):
+                    try:
+                        usage = (orjson.loads(payload).get("response") or {}).get("usage")
+                    except (orjson.JSONDecodeError, AttributeError):
+                        usage = None
+                    reply.usage = Usage.from_openai(usage) or reply.usage
+        yield events
+
+
+def whole_events(chunks):
+    """Regroup a byte stream so that each piece ends on an event boundary."""
     pending = b""
     for data in chunks:
         pending += data
@@ -32,15 +60,9 @@ def relay_openai_events(chunks, reply: Reply, keep_usage_chunk: bool = True):
         if end < 0:
             continue
         complete, pending = pending[:end + 2], pending[end + 2:]
-        if _USAGE_OBJECT.search(complete):
-            complete = _take_usage(complete, reply, keep_usage_chunk)
-        if complete:
-            yield complete
+        yield complete
     if pending.strip():
-        if _USAGE_OBJECT.search(pending):
-            pending = _take_usage(pending + b"\n\n", reply, keep_usage_chunk)
-        if pending:
-            yield pending if pending.endswith(b"\n\n") else pending + b"\n\n"
+        yield pending if pending.endswith(b"\n\n") else pending + b"\n\n"
 
 
 def _take_usage(events: bytes, reply: Reply, keep_usage_chunk: bool) -> bytes:
@@ -67,3 +89,33 @@ def _take_usage(events: bytes, reply: Reply, keep_usage_chunk: bool) -> bytes:
 def _data_of(item: bytes) -> bytes:
     lines = [line[5:].lstrip() for line in item.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines)
+
+
+def named_event(name: str, data) -> bytes:
+    """One named event (`event: X` then `data:`), as the Responses and Anthropic streams send them."""
+    payload = data if isinstance(data, bytes) else orjson.dumps(data)
+    return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+def parse_events(chunks):
+    """Split an SSE byte stream into `(event name or None, data bytes)` pairs; comments are skipped."""
+    pending = b""
+    for data in chunks:
+        pending += data.replace(b"\r\n", b"\n")
+        *complete, pending = pending.split(b"\n\n")
+        for item in complete:
+            parsed = _parse_one(item)
+            if parsed is not None:
+                yield parsed
+    parsed = _parse_one(pending)
+    if parsed is not None:
+        yield parsed
+
+
+def _parse_one(item: bytes):
+    name = None
+    for line in item.split(b"\n"):
+        if line.startswith(b"event:"):
+            name = line[6:].strip().decode()
+    data = _data_of(item)
+    return (name, data) if data else None

@@ -7,7 +7,7 @@ after that (plugins, router, providers) works on these objects only.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,17 @@ class Principal:
 
 
 @dataclass
+class Upload:
+    """One file of a multipart request (`image`, `mask`, `file`); `stream` is seekable, so a retry can send it again."""
+
+    field: str
+    filename: str
+    content_type: str
+    stream: Any  # a binary file object, positioned at the start
+    size: int
+
+
+@dataclass
 class Call:
     """One API call as it moves through the pipeline."""
 
@@ -105,14 +116,18 @@ class Call:
     # Time spent waiting on the upstream, so overhead = elapsed - upstream_seconds.
     upstream_seconds: float = 0.0
     usage: Usage | None = None
+    # Files of a multipart request; `body` then holds its text fields.
+    files: list[Upload] = field(default_factory=list)
+    # Set for a follow-up that must reach one deployment (a stored response's GET, DELETE, ...).
+    deployment_id: str | None = None
 
 
 @dataclass
 class Reply:
-    """A provider's answer, in OpenAI shape.
+    """A provider's answer, in the wire format of the route that was called.
 
     Exactly one of `body` (bytes to send as they are), `data` (an object to serialize) or
-    `stream` (an iterator of SSE bytes) is set.
+    `stream` (an iterator of bytes: SSE events, or binary such as speech audio) is set.
     """
 
     status: int = 200
@@ -122,6 +137,9 @@ class Reply:
     content_type: str = "application/json"
     headers: dict = field(default_factory=dict)
     usage: Usage | None = None
+    # How an error after the stream has started is written into it (the wire format's error
+    # event); None means OpenAI's `data: {"error": ...}`.
+    error_event: Callable[[Exception], bytes] | None = None
 
 
 @dataclass

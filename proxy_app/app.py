@@ -10,7 +10,20 @@ from flask import Flask
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
 from proxy_app import calls, errors, metrics
-from proxy_app.blueprints import chat, health, models
+from proxy_app.blueprints import (
+    audio,
+    azure,
+    chat,
+    completions,
+    embeddings,
+    health,
+    images,
+    messages,
+    models,
+    moderations,
+    rerank,
+    responses,
+)
 
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
 
@@ -49,7 +62,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     errors.register(app)
     app.before_request(calls.start_request)
     app.after_request(calls.add_call_headers)
-    for blueprint in (chat.bp, models.bp, health.bp, metrics.bp):
+    for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
+                      responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app

@@ -11,7 +11,7 @@ from flask import Response, current_app, g, request
 from marshmallow import Schema
 
 from dheera_ai.errors import BadRequestError
-from dheera_ai.types import GATEWAY_FIELDS, Call, Credentials, Principal
+from dheera_ai.types import GATEWAY_FIELDS, Call, Credentials, Principal, Reply, Upload
 from proxy_app.validation import FastValidator
 
 # Where callers put their key: OpenAI clients, our own header, Azure clients, Anthropic clients.
@@ -47,8 +47,9 @@ def authenticate() -> Principal:
     return principal
 
 
-def json_body(schema: Schema) -> dict:
-    """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise."""
+def json_body(schema: Schema, model: str | None = None) -> dict:
+    """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise.
+    `model` (from the path, on Azure-style routes) replaces the body's."""
     raw = request.get_data(cache=False)
     if not raw:
         raise BadRequestError("The request body is empty; send a JSON object.", code="invalid_json")
@@ -58,6 +59,8 @@ def json_body(schema: Schema) -> dict:
         raise BadRequestError(f"The request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
+    if model is not None:
+        body["model"] = model
     problems = _validator(schema).errors(body)
     if problems:
         field, message = _first_problem(problems)
@@ -87,12 +90,57 @@ def new_call(call_type: str, body: dict, principal: Principal) -> Call:
                 principal=principal, started=g.started)
 
 
-def run(call_type: str, schema: Schema) -> Response:
-    """The whole life of a model call, as the blueprints use it."""
+def run(call_type: str, schema: Schema, model: str | None = None) -> Response:
+    """The whole life of a JSON model call, as the blueprints use it; `model` comes from the path
+    on Azure-style routes."""
     principal = authenticate()
-    call = new_call(call_type, json_body(schema), principal)
+    return execute(new_call(call_type, json_body(schema, model), principal))
+
+
+def run_upload(call_type: str, schema: Schema, model: str | None = None) -> Response:
+    """A multipart call (`images/edits`, `audio/transcriptions`): text fields checked like a JSON
+    body, files left where the form parser spooled them (memory, or a temporary file when large)
+    until the provider streams them upstream. The body limit (413) applies to the whole upload."""
+    principal = authenticate()
+    body, files = form_body(schema, model)
+    call = new_call(call_type, body, principal)
+    call.files = files
+    call.stream = False  # a form's "stream" is text; these answers are relayed whole
+    return execute(call)
+
+
+def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Upload]]:
+    if request.mimetype != "multipart/form-data":
+        raise BadRequestError("Send this request as multipart/form-data (fields and files).", code="invalid_body")
+    form = request.form
+    # A repeated field (`include[]`, `timestamp_granularities[]`) stays a list; any other is a string.
+    body = {key: values if key.endswith("[]") or len(values) > 1 else values[0]
+            for key, values in form.lists()}
+    if model is not None:
+        body["model"] = model
+    problems = _validator(schema).errors(body)
+    if problems:
+        field, message = _first_problem(problems)
+        raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value")
+    files = []
+    for field, storage in request.files.items(multi=True):
+        stream = storage.stream
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(0)
+        files.append(Upload(field=field, filename=storage.filename or field,
+                            content_type=storage.mimetype or "application/octet-stream", stream=stream, size=size))
+    return body, files
+
+
+def execute(call: Call) -> Response:
+    """Run a built call through the pipeline and render its Reply."""
     g.call = call
-    reply = engine().pipeline.run(call)
+    return render(engine().pipeline.run(call))
+
+
+def render(reply: Reply) -> Response:
+    """A Reply as an HTTP response: a stream relayed as it is produced, a body sent as it is."""
     if reply.stream is not None:
         response = Response(reply.stream, status=reply.status, content_type=reply.content_type,
                             headers=STREAM_HEADERS)

@@ -84,6 +84,12 @@ def _require(condition: bool) -> None:
 
 
 def _compile_schema(schema: Schema):
+    if any(schema._hooks.values()):
+        # Schema-level validators and load hooks (@validates_schema, @validates, @pre_load ...)
+        # are arbitrary code: the quick check cannot vouch for them, so marshmallow decides.
+        def always_doubt(body: dict):
+            raise _Doubt
+        return always_doubt
     checks = [(name, field.data_key or name, field.required, _compile_field(field))
               for name, field in schema.fields.items() if not field.dump_only]
 

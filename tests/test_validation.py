@@ -56,3 +56,19 @@ def test_a_valid_body_never_reaches_marshmallow(monkeypatch):
 
     monkeypatch.setattr(SCHEMA, "validate", fail)
     assert FAST.errors(BODIES[1]) == {}
+
+
+def test_a_schema_with_its_own_validators_is_always_left_to_marshmallow():
+    from marshmallow import Schema, ValidationError, fields, validates_schema
+
+    class Ranked(Schema):
+        top_n = fields.Integer()
+        documents = fields.List(fields.String())
+
+        @validates_schema
+        def enough_documents(self, data, **kwargs):
+            if data.get("top_n", 0) > len(data.get("documents", [])):
+                raise ValidationError("more than there are", "top_n")
+
+    body = {"top_n": 5, "documents": ["a"]}
+    assert FastValidator(Ranked()).errors(body) == {"top_n": ["more than there are"]}

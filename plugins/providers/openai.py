@@ -7,8 +7,11 @@ import os
 import orjson
 
 from dheera_ai import hookimpl, http
+from dheera_ai.errors import APIError
+from dheera_ai.multipart import MultipartBody
 from dheera_ai.providers import Provider, require_param
-from dheera_ai.sse import relay_openai_events
+from dheera_ai.sse import relay_openai_events, relay_responses_events
+from dheera_ai.translate.cohere import rerank_response_from_cohere, rerank_usage
 from dheera_ai.types import Call, Deployment, Reply, Usage
 
 
@@ -33,8 +36,70 @@ class OpenAIProvider(Provider):
         return {"Authorization": "Bearer " + require_param(deployment, "api_key", self.api_key_env)}
 
     def chat_completions(self, call: Call, deployment: Deployment) -> Reply:
+        return self._generation(call, deployment, "chat/completions")
+
+    def completions(self, call: Call, deployment: Deployment) -> Reply:
+        return self._generation(call, deployment, "completions")
+
+    def embeddings(self, call: Call, deployment: Deployment) -> Reply:
+        return self._json(call, deployment, "embeddings")
+
+    def moderations(self, call: Call, deployment: Deployment) -> Reply:
+        return self._json(call, deployment, "moderations")
+
+    def image_generations(self, call: Call, deployment: Deployment) -> Reply:
+        return _count_images(self._json(call, deployment, "images/generations"))
+
+    def image_edits(self, call: Call, deployment: Deployment) -> Reply:
+        return _count_images(self._multipart(call, deployment, "images/edits"))
+
+    def audio_transcriptions(self, call: Call, deployment: Deployment) -> Reply:
+        return self._multipart(call, deployment, "audio/transcriptions")
+
+    def audio_translations(self, call: Call, deployment: Deployment) -> Reply:
+        return self._multipart(call, deployment, "audio/translations")
+
+    def audio_speech(self, call: Call, deployment: Deployment) -> Reply:
+        """Audio relayed as it arrives, with the upstream's content type; never held whole."""
+        response = self._post(call, deployment, "audio/speech", stream=True)
+        reply = Reply(content_type=response.headers.get("Content-Type") or "application/octet-stream",
+                      usage=Usage(details={"characters": len(str(call.body.get("input") or ""))}))
+        reply.stream = _closing(response, http.iter_body(response))
+        return reply
+
+    def rerank(self, call: Call, deployment: Deployment) -> Reply:
+        """Cohere-shaped rerank on a server with a `/rerank` route (vLLM, Jina, Infinity, ...)."""
+        answer = orjson.loads(self._post(call, deployment, "rerank").content)
+        usage = Usage.from_openai(answer.get("usage")) or Usage()
+        try:
+            data = rerank_response_from_cohere(answer, call.body)
+        except (ValueError, KeyError, TypeError) as e:
+            raise APIError(f"{self.name}: the upstream's rerank answer is malformed ({e})", provider=self.name) \
+                from None
+        usage.details.update(rerank_usage(answer))
+        return Reply(data=data, usage=usage)
+
+    def responses(self, call: Call, deployment: Deployment) -> Reply:
+        response = self._post(call, deployment, "responses", stream=call.stream)
+        if not call.stream:
+            return Reply(body=response.content, usage=_usage_of(response.content))
+        reply = Reply(content_type="text/event-stream")
+        reply.stream = _closing(response, relay_responses_events(http.iter_body(response), reply))
+        return reply
+
+    def responses_get(self, call: Call, deployment: Deployment) -> Reply:
+        return self._stored_response(call, deployment, "GET", "")
+
+    def responses_delete(self, call: Call, deployment: Deployment) -> Reply:
+        return self._stored_response(call, deployment, "DELETE", "")
+
+    def responses_input_items(self, call: Call, deployment: Deployment) -> Reply:
+        return self._stored_response(call, deployment, "GET", "/input_items")
+
+    # -- the ways a call goes upstream ------------------------------------------------------
+    def _generation(self, call: Call, deployment: Deployment, operation: str) -> Reply:
+        """Chat or text completions: plain, or streamed with usage always asked for."""
         body = dict(call.body)
-        body["model"] = deployment.model
         client_wants_usage = False
         if call.stream:
             options = dict(body.get("stream_options") or {})
@@ -42,16 +107,44 @@ class OpenAIProvider(Provider):
             # Always ask for usage, so a stream is billed from what the upstream counted.
             options["include_usage"] = True
             body["stream_options"] = options
-        timeout = deployment.param("stream_timeout" if call.stream else "timeout") or deployment.param("timeout")
-        response = http.post(self.url(deployment, "chat/completions"), json_body=body,
-                             headers=self.auth_headers(deployment), timeout=timeout, stream=call.stream,
-                             provider=self.name, call=call)
+        response = self._post(call, deployment, operation, body=body, stream=call.stream)
         if not call.stream:
             content = response.content
             return Reply(body=content, usage=_usage_of(content))
         reply = Reply(content_type="text/event-stream")
         reply.stream = _closing(response, relay_openai_events(http.iter_body(response), reply, client_wants_usage))
         return reply
+
+    def _json(self, call: Call, deployment: Deployment, operation: str) -> Reply:
+        """A JSON answer passed through as received; usage read from it."""
+        content = self._post(call, deployment, operation).content
+        return Reply(body=content, usage=_usage_of(content))
+
+    def _multipart(self, call: Call, deployment: Deployment, operation: str) -> Reply:
+        """Uploads streamed upstream from where the gateway spooled them; the answer passed through."""
+        fields = dict(call.body, model=deployment.model)
+        body = MultipartBody(fields, call.files)
+        response = http.post(self.url(deployment, operation), data=body,
+                             headers={**self.auth_headers(deployment), "Content-Type": body.content_type},
+                             timeout=deployment.param("timeout"), provider=self.name, call=call)
+        content_type = response.headers.get("Content-Type") or "application/json"
+        content = response.content
+        usage = _usage_of(content) if content_type.startswith("application/json") else None
+        return Reply(body=content, content_type=content_type, usage=_with_audio_seconds(usage, content))
+
+    def _post(self, call: Call, deployment: Deployment, operation: str, body: dict | None = None,
+              stream: bool = False):
+        body = dict(call.body if body is None else body, model=deployment.model)
+        timeout = deployment.param("stream_timeout" if stream else "timeout") or deployment.param("timeout")
+        return http.post(self.url(deployment, operation), json_body=body, headers=self.auth_headers(deployment),
+                         timeout=timeout, stream=stream, provider=self.name, call=call)
+
+    def _stored_response(self, call: Call, deployment: Deployment, method: str, suffix: str) -> Reply:
+        params = {k: v for k, v in call.body.items() if k not in ("response_id", "model")}
+        response = http.request(method, self.url(deployment, f"responses/{call.body['response_id']}{suffix}"),
+                                headers=self.auth_headers(deployment), params=params or None,
+                                timeout=deployment.param("timeout"), provider=self.name, call=call)
+        return Reply(body=response.content)
 
 
 def _usage_of(content: bytes) -> Usage | None:
@@ -60,6 +153,33 @@ def _usage_of(content: bytes) -> Usage | None:
     except orjson.JSONDecodeError:
         return None
     return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+
+
+def _count_images(reply: Reply) -> Reply:
+    """Images are billed per image: their count goes into the usage, beside any tokens."""
+    try:
+        count = len(orjson.loads(reply.body).get("data") or [])
+    except (orjson.JSONDecodeError, AttributeError):
+        return reply
+    reply.usage = reply.usage or Usage()
+    reply.usage.details["images"] = count
+    return reply
+
+
+def _with_audio_seconds(usage: Usage | None, content: bytes) -> Usage | None:
+    """Transcriptions report seconds of audio (`usage.seconds`, or `duration` in verbose_json)."""
+    if usage is None:
+        try:
+            parsed = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(parsed, dict) or parsed.get("duration") is None:
+            return None
+        usage = Usage()
+        usage.details["audio_seconds"] = float(parsed["duration"])
+    elif "seconds" in usage.details:
+        usage.details["audio_seconds"] = float(usage.details.pop("seconds"))
+    return usage
 
 
 def _closing(response, events):

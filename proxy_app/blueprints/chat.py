@@ -3,13 +3,13 @@
 from flask import Blueprint
 
 from proxy_app import calls
+from proxy_app.blueprints import route
 from proxy_app.schemas import ChatCompletionRequestSchema
 
 bp = Blueprint("chat", __name__)
 _schema = ChatCompletionRequestSchema()
 
 
-@bp.post("/chat/completions")
-@bp.post("/v1/chat/completions")
-def chat_completions():
-    return calls.run("chat_completions", _schema)
+@route(bp, "/chat/completions")
+def chat_completions(model=None):
+    return calls.run("chat_completions", _schema, model)
