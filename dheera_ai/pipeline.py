@@ -118,7 +118,7 @@ class Pipeline:
             if reply.stream is not None:
                 reply.stream = _primed(reply.stream)
         except DheeraAIError as error:
-            router.failed(deployment, error, count=shared)
+            router.failed(deployment, error, count=shared, seconds=time.perf_counter() - began)
             raise
         except Exception:
             router.finished(deployment, None)

@@ -20,6 +20,9 @@ from dheera_ai.router.strategies import STRATEGIES, DeploymentStats, UsageBased
 from dheera_ai.types import Call, Deployment
 
 DEFAULT_TAG = "default"
+# A failure counts as at least this slow for latency-based routing, so a deployment that fails
+# fast does not look fast; exploration measures it again later.
+FAILURE_LATENCY = 5.0
 _VIEW_CACHE = 256  # tag combinations remembered per group
 
 
@@ -131,7 +134,7 @@ class Router:
                 f"Every deployment of model '{view.name}' is cooling down after repeated failures; "
                 f"retry in {wait}s.", code="all_deployments_cooling_down", headers={"Retry-After": str(wait)})
         if isinstance(view.strategy, UsageBased) and view.strategy.at_limit():
-            wait = max(1, 60 - int(now % 60))
+            wait = max(1, 60 - int(self.stats.clock() % 60))
             return RateLimitError(f"Every deployment of model '{view.name}' is at its rpm/tpm limit this minute.",
                                   code="all_deployments_at_limit", headers={"Retry-After": str(wait)})
         return BadRequestError(f"No deployment of model '{view.name}' may serve this request.", param="model",
@@ -144,13 +147,15 @@ class Router:
     def finished(self, deployment: Deployment, seconds: float | None, tokens: int = 0) -> None:
         self.stats.finished(deployment, seconds, tokens)
 
-    def failed(self, deployment: Deployment, error: DheeraAIError, count: bool = True) -> bool:
+    def failed(self, deployment: Deployment, error: DheeraAIError, count: bool = True,
+               seconds: float | None = None) -> bool:
         """Count a failure toward the deployment's cooldown; True if it now rests. A deployment
         alone in its group never rests (that would only turn its errors into 429s); `count` is
         False when the attempt used a client's credentials, which say nothing about the deployment."""
-        self.stats.finished(deployment, None)
+        against = count and policy.counts_against(error)
+        self.stats.finished(deployment, max(seconds or 0.0, FAILURE_LATENCY) if against else None)
         group = self.groups.get(deployment.model_name)
-        if not count or group is None or len(group.deployments) < 2 or not policy.counts_against(error):
+        if not against or group is None or len(group.deployments) < 2:
             return False
         return self.cooldowns.record_failure(deployment.id, self.settings["allowed_fails"],
                                              self.settings["cooldown_time"])

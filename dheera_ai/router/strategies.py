@@ -25,7 +25,8 @@ SMALL_GROUP = 16  # up to this size a strategy may simply look at every deployme
 class DeploymentStats:
     """What the router has seen of each deployment in this process."""
 
-    def __init__(self):
+    def __init__(self, clock=time.time):
+        self.clock = clock  # wall-clock seconds; usage is counted per calendar minute
         self.lock = threading.Lock()
         self.in_flight: dict[str, int] = {}
         self.latency: dict[str, float] = {}  # exponentially weighted seconds
@@ -60,7 +61,7 @@ class DeploymentStats:
                     listener.measured()
 
     def _window(self, deployment_id: str) -> list:
-        minute = int(time.time() // 60)
+        minute = int(self.clock() // 60)
         window = self.usage.get(deployment_id)
         if window is None or window[0] != minute:
             window = self.usage[deployment_id] = [minute, 0, 0]
@@ -69,7 +70,7 @@ class DeploymentStats:
     def utilisation(self, deployment: Deployment) -> float:
         """The larger of requests/rpm and tokens/tpm this minute; 0 without limits."""
         window = self.usage.get(deployment.id)
-        if window is None or window[0] != int(time.time() // 60):
+        if window is None or window[0] != int(self.clock() // 60):
             return 0.0
         rpm, tpm = deployment.params.get("rpm"), deployment.params.get("tpm")
         return max(window[1] / rpm if rpm else 0.0, window[2] / tpm if tpm else 0.0)
