@@ -450,3 +450,31 @@ def test_a_group_that_is_all_cooling_down_falls_back(make_app, upstream):
     response = chat(client)
     assert response.status_code == 200 and response.headers["x-dheera-ai-model-group"] == "backup"
     assert upstream.count("/a/") + upstream.count("/b/") == sent
+
+
+def test_gunicorn_workers_share_cooldowns_through_the_state_file(tmp_path, upstream):
+    import requests
+    import yaml
+
+    from tests.support.process import GatewayProcess
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config(deployment(upstream, "a"), deployment(upstream, "b"), allowed_fails=1,
+                                          cooldown_time=60)))
+    upstream.always("/a/", status=500)
+    process = GatewayProcess("--config", str(path), "--workers", "2", "--host", "127.0.0.1")
+    try:
+        process.wait_ready()
+
+        def call():  # a new connection each time, so both workers take calls
+            return requests.post(process.url + "/v1/chat/completions", headers=AUTH, timeout=10,
+                                 json={"model": "gpt-4o-mini", "messages": HI})
+        while upstream.count("/a/") < 1:
+            call()
+        time.sleep(0.2)  # each worker re-reads the shared state at most every 0.1 s
+        answers = [call() for _ in range(30)]
+    finally:
+        process.close()
+    assert {r.headers["x-dheera-ai-model-id"] for r in answers} == {"b"}
+    assert upstream.count("/a/") == 1
+    assert (tmp_path / "dheera_ai-runtime.sqlite3").exists()
