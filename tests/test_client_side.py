@@ -230,3 +230,35 @@ def test_user_config_with_the_mock_provider_needs_no_upstream(live_app, upstream
     raw = ask(client, model="mine", user_config=config)
     assert raw.parse().choices[0].message.content == "from your config"
     assert upstream.requests == []  # nothing reached the network
+
+
+def test_a_redirect_from_a_client_api_base_is_never_followed(live_app, upstream):
+    client = gateway(live_app, upstream, allow=True, allowed_hosts=["127.0.0.1"])
+    upstream.respond(b"", status=307, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    with pytest.raises(openai.APIStatusError) as exc:
+        ask(client, api_key="sk-client", api_base=upstream.url + "/mine/v1")
+    assert exc.value.status_code == 502 and "redirect" in exc.value.message
+    assert len(upstream.requests) == 1
+
+
+def test_a_client_api_version_reaches_the_provider(make_app, upstream, auth):
+    from dheera_ai import hookimpl
+    from dheera_ai.types import Reply
+
+    seen = []
+
+    class Recorder:
+        @hookimpl(tryfirst=True)
+        def dheera_ai_dispatch(self, deployment):
+            seen.append(deployment)
+            return Reply(data={"ok": True})
+
+    config = {"model_list": [{"model_name": "m", "dheera_ai_params": {
+        "model": "openai/m", "api_key": "sk-server", "api_version": "2024-02-01",
+        "configurable_clientside_auth_params": ["api_version"]}}], "general_settings": {"master_key": MASTER_KEY}}
+    client = make_app(config, [Recorder()]).test_client()
+    response = client.post("/v1/chat/completions", headers=auth,
+                           json={"model": "m", "messages": HI, "api_version": "2025-01-01-preview"})
+    assert response.status_code == 200
+    assert seen[0].params["api_version"] == "2025-01-01-preview"
+    assert seen[0].params["api_key"] == "sk-server" and not seen[0].from_client
