@@ -478,3 +478,13 @@ def test_gunicorn_workers_share_cooldowns_through_the_state_file(tmp_path, upstr
     assert {r.headers["x-dheera-ai-model-id"] for r in answers} == {"b"}
     assert upstream.count("/a/") == 1
     assert (tmp_path / "dheera_ai-runtime.sqlite3").exists()
+
+
+def test_tags_no_deployment_carries_do_not_grow_the_routers_state(make_app, upstream):
+    app = make_app(config(deployment(upstream, "eu", tags=["eu"]), deployment(upstream, "general"),
+                          enable_tag_filtering=True, routing_strategy="least-busy"))
+    client = app.test_client()
+    for i in range(50):
+        assert chat(client, tags=[f"random-{i}"]).headers["x-dheera-ai-model-id"] == "general"
+    group = app.extensions["dheera_ai"].router.groups["gpt-4o-mini"]
+    assert len(group._views) <= 2

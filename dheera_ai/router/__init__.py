@@ -29,14 +29,16 @@ _VIEW_CACHE = 256  # tag combinations remembered per group
 class ModelGroup:
     """The deployments that share a `model_name`, and the strategy that chooses among them."""
 
-    def __init__(self, name: str, deployments: list[Deployment], stats: DeploymentStats, settings: dict):
+    def __init__(self, name: str, deployments: list[Deployment], stats: DeploymentStats, settings: dict,
+                 strategy: str | None = None):
         self.name = name
         self.deployments = deployments
         self._stats = stats
         self._settings = settings
-        self.strategy = STRATEGIES[settings["routing_strategy"]](deployments, stats, settings)
+        self.strategy = STRATEGIES[strategy or settings["routing_strategy"]](deployments, stats, settings)
         self._views: dict[frozenset, ModelGroup | None] = {}
         self._untagged = None
+        self._known_tags = frozenset().union(*(_tags(d) for d in deployments))
 
     def for_tags(self, tags) -> ModelGroup | None:
         """The part of the group that may serve a request with these tags (tag filtering).
@@ -44,25 +46,28 @@ class ModelGroup:
         Tagged requests go to deployments sharing a tag, else to the untagged/`default` ones; an
         untagged request goes to the untagged/`default` ones, else to any.
         """
-        key = frozenset(tags or ())
+        # Tags no deployment carries change nothing, so they do not make new views either.
+        key = frozenset(tags or ()) & self._known_tags
         if key in self._views:
             return self._views[key]
         if self._untagged is None:
             fallback = [d for d in self.deployments if not _tags(d) or DEFAULT_TAG in _tags(d)]
-            self._untagged = self._view(fallback) if fallback else None
+            self._untagged = self._view(fallback, cached=True) if fallback else None
         if not key:
             view = self._untagged or self
         else:
             matching = [d for d in self.deployments if key & _tags(d)]
-            view = self._view(matching) if matching else self._untagged
+            view = self._view(matching, cached=len(self._views) < _VIEW_CACHE) if matching else self._untagged
         if len(self._views) < _VIEW_CACHE:
             self._views[key] = view
         return view
 
-    def _view(self, members):
+    def _view(self, members, cached: bool):
         if len(members) == len(self.deployments):
             return self
-        return ModelGroup(self.name, members, self._stats, self._settings)
+        # Past the cache, a one-off view must not subscribe to the stats: a stateless shuffle.
+        return ModelGroup(self.name, members, self._stats, self._settings,
+                          strategy=None if cached else "simple-shuffle")
 
 
 def _tags(deployment: Deployment) -> frozenset:
