@@ -73,6 +73,35 @@ class DeploymentParamsSchema(Schema):
     rpm = fields.Integer(allow_none=True, validate=_non_negative)
     tpm = fields.Integer(allow_none=True, validate=_non_negative)
     weight = fields.Float(allow_none=True, validate=_non_negative)
+    tags = fields.List(fields.String(), allow_none=True)
+    configurable_clientside_auth_params = fields.List(fields.Raw(), allow_none=True)
+
+    @validates_schema
+    def _clientside_params(self, data, **kwargs):
+        for index, item in enumerate(data.get("configurable_clientside_auth_params") or []):
+            problem = clientside_param_problem(item)
+            if problem:
+                raise ValidationError({index: [problem]}, "configurable_clientside_auth_params")
+
+
+CLIENTSIDE_PARAMS = ("api_key", "api_base", "base_url", "api_version")
+
+
+def clientside_param_problem(item) -> str | None:
+    """What is wrong with one `configurable_clientside_auth_params` entry: a name, or
+    `{api_base: <regex>}` naming the bases a client may send."""
+    import re
+
+    if isinstance(item, str):
+        return None if item in CLIENTSIDE_PARAMS else f"must be one of {', '.join(CLIENTSIDE_PARAMS)}"
+    if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in ("api_base", "base_url"):
+        pattern = next(iter(item.values()))
+        try:
+            re.compile(str(pattern))
+        except re.error as e:
+            return f"not a valid regular expression: {e}"
+        return None
+    return "must be a parameter name or {api_base: <regular expression>}"
 
 
 class DeploymentSchema(Schema):
@@ -104,6 +133,85 @@ class GeneralSettingsSchema(Schema):
     redis_url = fields.String(allow_none=True)
     max_request_size_mb = fields.Float(load_default=32.0, validate=_positive)
     allow_client_side_credentials = fields.Boolean(load_default=False)
+    # Hosts, addresses or networks (CIDR) a client-supplied api_base may reach although they are
+    # loopback, private or link-local; nothing by default.
+    allowed_client_api_base_hosts = fields.List(fields.String(), load_default=list)
+    redis_key_prefix = fields.String(load_default="dheera_ai:")
+
+
+ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",
+                      "cost-based-routing")
+# LiteLLM's names for per-error-class retry counts (its `RetryPolicy`).
+RETRY_POLICY_KEYS = ("BadRequestErrorRetries", "AuthenticationErrorRetries", "TimeoutErrorRetries",
+                     "RateLimitErrorRetries", "ContentPolicyViolationErrorRetries", "InternalServerErrorRetries")
+# Router keys LiteLLM files may also put in `litellm_settings`; `router_settings` wins.
+ROUTER_KEYS_IN_SETTINGS = ("num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+                           "default_fallbacks", "allowed_fails", "cooldown_time", "retry_policy", "timeout",
+                           "stream_timeout", "request_timeout", "retry_after")
+
+
+class FallbacksField(fields.Field):
+    """`[{group: [other groups]}]`: each entry maps one model group to the groups tried after it."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise ValidationError("must be a list of {model group: [fallback groups]}")
+        merged = {}
+        for item in value:
+            if not isinstance(item, dict) or not all(
+                    isinstance(k, str) and isinstance(v, list) and all(isinstance(g, str) for g in v)
+                    for k, v in item.items()):
+                raise ValidationError("each entry must map a model group to a list of group names")
+            merged.update(item)
+        return merged
+
+
+class RouterSettingsSchema(Schema):
+    """`router_settings` (and a per-request `user_config`); other LiteLLM keys are accepted and unused."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    routing_strategy = fields.String(load_default="simple-shuffle", validate=validate.OneOf(ROUTING_STRATEGIES))
+    num_retries = fields.Integer(load_default=0, validate=_non_negative)
+    # Base of the exponential backoff between retries, in seconds (LiteLLM's name).
+    retry_after = fields.Float(load_default=0.5, validate=_non_negative)
+    # No wait between retries is longer than this, whatever an upstream's Retry-After says.
+    max_retry_wait = fields.Float(load_default=10.0, validate=_non_negative)
+    retry_policy = fields.Dict(keys=fields.String(validate=validate.OneOf(RETRY_POLICY_KEYS)),
+                               values=fields.Integer(validate=_non_negative), load_default=dict)
+    fallbacks = FallbacksField(load_default=dict)
+    context_window_fallbacks = FallbacksField(load_default=dict)
+    content_policy_fallbacks = FallbacksField(load_default=dict)
+    default_fallbacks = fields.List(fields.String(), load_default=list)
+    allowed_fails = fields.Integer(load_default=3, validate=validate.Range(min=1))
+    cooldown_time = fields.Float(load_default=5.0, validate=_non_negative)
+    timeout = fields.Float(allow_none=True, validate=_positive)
+    stream_timeout = fields.Float(allow_none=True, validate=_positive)
+    enable_tag_filtering = fields.Boolean(load_default=False)
+    # Share of calls the latency strategy sends to a random deployment, so it notices recoveries.
+    latency_exploration = fields.Float(load_default=0.05, validate=validate.Range(min=0, max=1))
+
+    @pre_load
+    def _litellm_aliases(self, data, **kwargs):
+        if isinstance(data, dict) and "request_timeout" in data and "timeout" not in data:
+            data = {**data, "timeout": data["request_timeout"]}
+        return data
+
+
+def load_router_settings(raw: dict, group_names) -> dict:
+    """Validated router settings; fallbacks must name configured groups. Raises ValidationError."""
+    settings = RouterSettingsSchema().load(raw or {})
+    known = set(group_names)
+    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+        for group, targets in settings[key].items():
+            unknown = [g for g in [group, *targets] if g not in known and g != "*"]
+            if unknown:
+                raise ValidationError({key: [f"unknown model group '{unknown[0]}'"]})
+    unknown = [g for g in settings["default_fallbacks"] if g not in known]
+    if unknown:
+        raise ValidationError({"default_fallbacks": [f"unknown model group '{unknown[0]}'"]})
+    return settings
 
 
 class ConfigSchema(Schema):
@@ -179,7 +287,7 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
     try:
         data = ConfigSchema().load(resolved)
     except ValidationError as e:
-        raise ConfigError(_flatten(e.messages), source) from None
+        raise ConfigError(flatten_errors(e.messages), source) from None
 
     problems = []
     for path, variable in missing.items():
@@ -202,8 +310,14 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
 
     settings = dict(data.get("litellm_settings") or {})
     settings.update(data.get("dheera_ai_settings") or {})
+    router_raw = {k: settings[k] for k in ROUTER_KEYS_IN_SETTINGS if k in settings}
+    router_raw.update(data.get("router_settings") or {})
+    try:
+        router_settings = load_router_settings(router_raw, {d.model_name for d in deployments})
+    except ValidationError as e:
+        raise ConfigError(flatten_errors(e.messages, ("router_settings",)), source) from None
     return Config(deployments=deployments, general_settings=data["general_settings"],
-                  router_settings=data.get("router_settings") or {}, dheera_ai_settings=settings,
+                  router_settings=router_settings, dheera_ai_settings=settings,
                   plugins=data["plugins"], source=source)
 
 
@@ -220,6 +334,14 @@ def split_model(model: str, provider_names) -> tuple[str, str]:
         if model.startswith(prefixes) and inferred in provider_names:
             return inferred, model
     raise ValueError(f"'{model}' names no provider; write it as provider/model, e.g. openai/{model}")
+
+
+def parse_deployment(index: int, raw: dict, provider_names) -> Deployment:
+    """One `model_list` entry given at run time (a `user_config`): validated, nothing resolved.
+    Raises ValidationError or ValueError (unknown provider)."""
+    entry = DeploymentSchema().load(raw)
+    block = "dheera_ai_params" if "dheera_ai_params" in entry else "litellm_params"
+    return _deployment(index, entry, block, set(provider_names), {})
 
 
 def _deployment(index, entry, block, provider_names, missing) -> Deployment:
@@ -263,13 +385,13 @@ def _path(parts) -> str:
     return out
 
 
-def _flatten(messages, prefix=()) -> list[str]:
+def flatten_errors(messages, prefix=()) -> list[str]:
     """marshmallow's nested error dict -> sorted `path: message` lines."""
     if isinstance(messages, dict):
         lines = []
         for key, value in messages.items():
             part = key if key != "_schema" else None
-            lines += _flatten(value, prefix + ((part,) if part is not None else ()))
+            lines += flatten_errors(value, prefix + ((part,) if part is not None else ()))
         return sorted(lines)
     if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         text = "; ".join(m.rstrip(".").replace("Unknown field", "unknown key") for m in messages)

@@ -7,6 +7,7 @@ from dheera_ai.pipeline import Pipeline
 from dheera_ai.plugin_manager import get_plugin_manager
 from dheera_ai.providers import ProviderRegistry
 from dheera_ai.router import Router
+from dheera_ai.router.cooldowns import cooldown_store
 
 
 class Engine:
@@ -16,7 +17,7 @@ class Engine:
         self.config = config
         self.plugin_manager = plugin_manager
         self.providers = providers
-        self.router = Router(config.deployments)
+        self.router = Router(config.deployments, config.router_settings, cooldown_store(config))
         self.pipeline = Pipeline(plugin_manager, config, self.router, providers)
 
     @classmethod

@@ -12,6 +12,7 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from dheera_ai import netguard
 from dheera_ai.errors import (
     APIConnectionError,
     ContentPolicyViolationError,
@@ -25,6 +26,7 @@ CONNECT_TIMEOUT = 5.0  # seconds; an upstream that cannot accept a connection in
 DEFAULT_TIMEOUT = 600.0
 _session = None
 _session_pid = None
+_guarded: dict = {}  # allowed hosts -> session for client-supplied addresses, this process
 # Provider keys that might be echoed back inside an upstream's error text.
 _SECRET_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|\b(AIza[0-9A-Za-z_\-]{4})[0-9A-Za-z_\-]+")
 
@@ -41,6 +43,29 @@ def session() -> requests.Session:
         s.trust_env = True
         _session, _session_pid = s, os.getpid()
     return _session
+
+
+def client_session(allowed: tuple = ()) -> requests.Session:
+    """A session for client-supplied addresses: every connection's address is vetted
+    (`dheera_ai.netguard`), and no proxy from the environment is used (it would be the address)."""
+    key = (os.getpid(), allowed)
+    s = _guarded.get(key)
+    if s is None:
+        s = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=256, max_retries=0)
+        adapter.poolmanager.pool_classes_by_scheme = netguard.guarded_pool_classes(allowed)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        s.trust_env = False
+        _guarded[key] = s
+    return s
+
+
+def _session_for(call) -> requests.Session:
+    deployment = getattr(call, "deployment", None)
+    if deployment is not None and deployment.from_client:
+        return client_session(deployment.allowed_hosts)
+    return session()
 
 
 def post(url: str, *, json_body=None, data=None, files=None, headers=None, params=None,
@@ -61,11 +86,22 @@ def request(method: str, url: str, *, json_body=None, data=None, files=None, hea
         data = orjson.dumps(json_body)
         headers.setdefault("Content-Type", "application/json")
     read_timeout = timeout or DEFAULT_TIMEOUT
+    # The whole call's bound (`call.deadline`, set per attempt by the pipeline) caps every wait;
+    # `timeout` alone bounds each read, which a slowly trickling answer could otherwise outlast.
+    deadline = getattr(call, "deadline", None) if not stream else None
+    if deadline is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Timeout(f"{provider or 'upstream'}: no answer within the call's timeout", provider=provider)
+        read_timeout = min(read_timeout, remaining)
     started = time.perf_counter()
     try:
-        response = session().request(method, url, data=data, files=files, headers=headers, params=params,
-                                     timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
-                                     stream=stream, allow_redirects=False)
+        response = _session_for(call).request(
+            method, url, data=data, files=files, headers=headers, params=params,
+            timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+            stream=stream or deadline is not None, allow_redirects=False)
+        if deadline is not None and response.status_code < 300:
+            _read_by(response, deadline, provider)
     except requests.exceptions.ConnectTimeout:
         raise APIConnectionError(f"{provider or 'upstream'}: could not connect within "
                                  f"{min(CONNECT_TIMEOUT, read_timeout):g}s", provider=provider) from None
@@ -80,6 +116,33 @@ def request(method: str, url: str, *, json_body=None, data=None, files=None, hea
     if response.status_code >= 300:
         raise upstream_error(response, provider)
     return response
+
+
+def _read_by(response, deadline: float, provider: str) -> None:
+    """Read the whole body before `deadline`, each socket wait shortened to what is left."""
+    chunks = []
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise requests.exceptions.ReadTimeout()
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(remaining)
+            data = response.raw.read1(65536, decode_content=True)
+            if not data:
+                break
+            chunks.append(data)
+    except requests.exceptions.RequestException:
+        response.close()
+        raise
+    except Exception as exc:  # urllib3's read errors
+        response.close()
+        if time.monotonic() >= deadline:
+            raise requests.exceptions.ReadTimeout() from None
+        raise requests.exceptions.ConnectionError(str(exc)) from None
+    response._content = b"".join(chunks)  # what `response.content` returns from now on
+    response._content_consumed = True
 
 
 def upstream_error(response, provider: str) -> DheeraAIError:
@@ -126,7 +189,7 @@ def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "Connection reset",
+    for marker in ("clients may not reach", "Connection refused", "Name or service not known", "Connection reset",
                    "Remote end closed connection", "Max retries exceeded"):
         if marker in text:
             return marker.lower()

@@ -1,4 +1,10 @@
-"""The pipeline: the only code that calls hooks. Authenticate, pre-call, route, dispatch, record."""
+"""The pipeline: the only code that calls hooks. Authenticate, pre-call, route, dispatch, record.
+
+Between pre-call and the answer runs the attempt loop: the router picks a deployment, dispatch
+tries it, and a failure is retried (`num_retries`, `retry_policy`, backoff) within the model
+group, then handed to the fallback groups for that kind of error. A stream counts as answered
+once its first chunk has arrived: a failure before that is retried like any other.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ import time
 import orjson
 
 from dheera_ai.errors import AuthenticationError, DheeraAIError, InternalServerError
-from dheera_ai.types import Call, Credentials, Outcome, Principal, Reply
+from dheera_ai.router import policy
+from dheera_ai.router.client_side import client_routing
+from dheera_ai.types import Call, Credentials, Deployment, Outcome, Principal, Reply
 
 log = logging.getLogger("dheera_ai.pipeline")
 
@@ -30,12 +38,8 @@ class Pipeline:
         """Carry out `call`; the Reply's stream, if any, records the call when it ends."""
         try:
             self.hook.dheera_ai_pre_call(call=call, settings=self.config)
-            deployment = self.router.choose(call)
-            call.deployment = deployment
-            reply = self.hook.dheera_ai_dispatch(call=call, deployment=deployment,
-                                                 provider=self.providers[deployment.provider])
-            if reply is None:
-                raise InternalServerError(f"No plugin answered the call (call id {call.call_id}).")
+            router, credentials = client_routing(call, self.config, self.router, self.providers.names())
+            reply = self._attempts(call, router, credentials)
         except DheeraAIError as error:
             self.record_failure(call, error)
             raise
@@ -49,6 +53,84 @@ class Pipeline:
         else:
             call.usage = reply.usage
             self.record_success(call, Outcome(reply.status, time.perf_counter() - call.started, reply.usage))
+        return reply
+
+    def _attempts(self, call: Call, router, credentials) -> Reply:
+        """The model group, then its fallback groups for the kind of error it ended with."""
+        groups = [call.model]
+        for index, group in enumerate(groups):  # grows once, after the first group's failure
+            if index:
+                call.attempted_fallbacks += 1
+            try:
+                return self._attempts_in_group(call, router, credentials, group)
+            except DheeraAIError as error:
+                if index == 0:
+                    groups += [g for g in policy.fallbacks_for(router.settings, group, error) if g != group]
+                if index == len(groups) - 1:
+                    raise
+                log.info("call %s: model group %s failed (%s); falling back to %s",
+                         call.call_id, group, type(error).__name__, groups[index + 1])
+        raise AssertionError("unreachable")
+
+    def _attempts_in_group(self, call: Call, router, credentials, group: str) -> Reply:
+        exclude = credentials.excluded(router.group(group).deployments) if credentials else frozenset()
+        tried: set = set()
+        retries = 0
+        error = previous = None
+        while True:
+            deployment = self._next_deployment(call, router, group, exclude, tried)
+            if error is not None:
+                time.sleep(policy.wait_before_retry(router.settings, retries - 1, error,
+                                                    same_deployment=deployment.id == previous.id))
+            if credentials is not None:
+                deployment = credentials.apply(deployment)
+            try:
+                return self._attempt(call, router, deployment, shared=credentials is None)
+            except DheeraAIError as failure:
+                if retries >= policy.retries_for(router.settings, failure, deployment):
+                    raise
+                retries += 1
+                error, previous = failure, deployment
+                tried.add(deployment.id)
+                call.attempted_retries += 1
+
+    def _next_deployment(self, call: Call, router, group: str, exclude, tried) -> Deployment:
+        """A deployment not tried yet when there is one, else any the group still offers."""
+        if tried:
+            try:
+                return router.choose(call, group, exclude | tried)
+            except DheeraAIError:
+                pass
+        return router.choose(call, group, exclude)
+
+    def _attempt(self, call: Call, router, deployment: Deployment, shared: bool) -> Reply:
+        """One try at one deployment; for a stream, until its first chunk is in hand."""
+        call.deployment = deployment
+        timeout = deployment.param("timeout")
+        call.deadline = time.monotonic() + float(timeout) if timeout and not call.stream else None
+        router.started(deployment)
+        began = time.perf_counter()
+        try:
+            reply = self.hook.dheera_ai_dispatch(call=call, deployment=deployment,
+                                                 provider=self.providers[deployment.provider])
+            if reply is None:
+                raise InternalServerError(f"No plugin answered the call (call id {call.call_id}).")
+            if reply.stream is not None:
+                reply.stream = _primed(reply.stream)
+        except DheeraAIError as error:
+            router.failed(deployment, error, count=shared, seconds=time.perf_counter() - began)
+            raise
+        except Exception:
+            router.finished(deployment, None)
+            raise
+        finally:
+            call.deadline = None
+        seconds = time.perf_counter() - began
+        if reply.stream is None:
+            router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+        else:
+            reply.stream = _on_end(reply.stream, lambda: router.finished(
+                deployment, seconds, reply.usage.total_tokens if reply.usage else 0))
         return reply
 
     def _recorded_stream(self, call: Call, reply: Reply, upstream):
@@ -95,6 +177,37 @@ class Pipeline:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception:  # noqa: BLE001 - the contract is that recording never fails a call
                 log.exception("plugin %s raised in %s; ignored", impl.plugin_name, name)
+
+
+def _primed(stream):
+    """The stream with its first chunk already read, so a failure before any byte reaches the
+    client raises here, where it can still be retried; an empty stream stays empty."""
+    stream = iter(stream)
+    try:
+        first = next(stream)
+    except StopIteration:
+        _close_quietly(stream)
+        return iter(())
+    except BaseException:
+        _close_quietly(stream)
+        raise
+    return _chained(first, stream)
+
+
+def _chained(first, rest):
+    try:
+        yield first
+        yield from rest
+    finally:
+        _close_quietly(rest)
+
+
+def _on_end(stream, callback):
+    try:
+        yield from stream
+    finally:
+        _close_quietly(stream)
+        callback()
 
 
 def _close_quietly(stream) -> None:

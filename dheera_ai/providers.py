@@ -40,6 +40,10 @@ def require_param(deployment: Deployment, name: str, env_fallback: str | None = 
     value = deployment.params.get(name)
     if value:
         return value
+    if deployment.from_client:
+        # Client-supplied routing never borrows the server's secrets, not even from its environment.
+        raise AuthenticationError(f"Model '{deployment.model_name}' has no {name}: send it with your api_base "
+                                  "or user_config.", code="missing_provider_credentials", provider=deployment.provider)
     if name in deployment.unresolved:
         variable = deployment.unresolved[name]
     else:

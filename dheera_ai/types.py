@@ -54,6 +54,11 @@ class Deployment:
     model_info: dict = field(default_factory=dict)
     # Params whose `os.environ/NAME` was unset at load: name -> variable, reported at call time.
     unresolved: dict = field(default_factory=dict)
+    # Built from what a client sent (user_config, or a client api_base): such a deployment never
+    # gets a server-side secret (no environment fallbacks) and its address is checked before use.
+    from_client: bool = False
+    # For such a deployment: the hosts/networks it may reach although not public (netguard.parse_allowed).
+    allowed_hosts: tuple = ()
 
     def param(self, name: str, default: Any = None) -> Any:
         value = self.params.get(name)
@@ -120,6 +125,11 @@ class Call:
     files: list[Upload] = field(default_factory=list)
     # Set for a follow-up that must reach one deployment (a stored response's GET, DELETE, ...).
     deployment_id: str | None = None
+    # `time.monotonic()` by which the current attempt must have its answer (the `timeout`); None: no bound.
+    deadline: float | None = None
+    # Attempts beyond the first within a model group, and fallback groups tried (response headers).
+    attempted_retries: int = 0
+    attempted_fallbacks: int = 0
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""Metadata and tags: what the caller says about a call, kept by the gateway, never sent upstream."""
+"""Metadata and tags: what the caller says about a call, kept by the gateway, never sent upstream.
+
+(Client-side credentials and `user_config` are the router's: `dheera_ai.router.client_side`.)"""
 
 from dheera_ai import hookimpl
 from dheera_ai.errors import BadRequestError
 
 TAGS_HEADER = "x-dheera-ai-tags"
-CLIENT_CREDENTIALS = ("api_key", "api_base", "base_url", "api_version")
 
 
 @hookimpl(tryfirst=True)
@@ -29,18 +30,3 @@ def dheera_ai_pre_call(call, settings):
         tags += list(call.principal.tags)
     call.tags = list(dict.fromkeys(tags))  # merged, first occurrence wins, order kept
 
-    _refuse_client_routing(params, settings)
-
-
-def _refuse_client_routing(params, settings):
-    """Client-supplied credentials and routers are off unless the config turns them on."""
-    offered = [name for name in CLIENT_CREDENTIALS + ("user_config",) if params.get(name) is not None]
-    if not offered:
-        return
-    if not settings.general_settings.get("allow_client_side_credentials"):
-        raise BadRequestError(
-            f"This gateway does not accept client-side {', '.join(offered)}: set "
-            "general_settings.allow_client_side_credentials to allow it.",
-            param=offered[0], code="client_side_credentials_disabled")
-    raise BadRequestError(f"Client-side {', '.join(offered)} is not supported by this version of the gateway.",
-                          param=offered[0], code="unsupported_parameter")

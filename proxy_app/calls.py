@@ -162,6 +162,8 @@ def add_call_headers(response: Response) -> Response:
         if call.deployment is not None:
             response.headers["x-dheera-ai-model-id"] = call.deployment.id
             response.headers["x-dheera-ai-model-group"] = call.deployment.model_name
+        response.headers["x-dheera-ai-attempted-retries"] = str(call.attempted_retries)
+        response.headers["x-dheera-ai-attempted-fallbacks"] = str(call.attempted_fallbacks)
         overhead = time.perf_counter() - call.started - call.upstream_seconds
         response.headers["x-dheera-ai-overhead-duration-ms"] = f"{overhead * 1000:.3f}"
     return response

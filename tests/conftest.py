@@ -61,6 +61,19 @@ def live(app):
 
 
 @pytest.fixture
+def live_app(make_app):
+    """`live_app(config)`: a gateway built from `config`, served over real HTTP for the SDKs."""
+    servers = []
+
+    def serve(config, extra_plugins=()):
+        servers.append(LiveServer(make_app(config, extra_plugins)))
+        return servers[-1]
+    yield serve
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
 def openai_client(live):
     import openai
     return openai.OpenAI(base_url=live.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10)

@@ -153,3 +153,41 @@ def test_the_shipped_config_is_valid():
                                     plugins=[importlib.import_module(p) for p in plugins.BUILTIN])
     assert "demo" in engine.router.model_names()
     assert engine.providers.names() == ["mock", "openai"]
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"routing_strategy": "fastest"}, "router_settings.routing_strategy: Must be one of"),
+    ({"num_retries": -1}, "router_settings.num_retries: Must be greater than or equal to 0"),
+    ({"retry_policy": {"TimeoutRetries": 2}}, "router_settings.retry_policy"),
+    ({"fallbacks": {"m": ["n"]}}, "router_settings.fallbacks: must be a list"),
+    ({"fallbacks": [{"m": ["nope"]}]}, "router_settings.fallbacks: unknown model group 'nope'"),
+    ({"default_fallbacks": ["nope"]}, "router_settings.default_fallbacks: unknown model group 'nope'"),
+    ({"allowed_fails": 0}, "router_settings.allowed_fails"),
+])
+def test_bad_router_settings_are_reported_by_path(settings, expected):
+    raw = {"model_list": [{"model_name": "m", "dheera_ai_params": {"model": "mock/x"}}], "router_settings": settings}
+    [problem] = problems_of(raw)
+    assert problem.startswith(expected), problem
+
+
+def test_router_settings_get_defaults_and_litellm_settings_aliases():
+    raw = {"model_list": [{"model_name": "m", "dheera_ai_params": {"model": "mock/x"}},
+                          {"model_name": "n", "dheera_ai_params": {"model": "mock/y"}}],
+           "litellm_settings": {"num_retries": 3, "request_timeout": 12, "fallbacks": [{"m": ["n"]}]},
+           "router_settings": {"num_retries": 1}}
+    settings = load(raw).router_settings
+    assert settings["routing_strategy"] == "simple-shuffle"
+    assert settings["num_retries"] == 1, "router_settings wins over litellm_settings"
+    assert settings["timeout"] == 12 and settings["fallbacks"] == {"m": ["n"]}
+
+
+@pytest.mark.parametrize("value, expected", [
+    (["api_key", "api_secret"], "dheera_ai_params.configurable_clientside_auth_params[1]: must be one of"),
+    ([{"api_base": "(unclosed"}], "not a valid regular expression"),
+    ([{"api_key": ".*"}], "must be a parameter name or {api_base"),
+])
+def test_bad_configurable_clientside_auth_params_are_reported(value, expected):
+    raw = {"model_list": [{"model_name": "m", "dheera_ai_params": {
+        "model": "mock/x", "configurable_clientside_auth_params": value}}]}
+    [problem] = problems_of(raw)
+    assert expected in problem, problem

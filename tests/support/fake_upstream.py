@@ -2,6 +2,8 @@
 
 Each test scripts answers with `upstream.respond(...)`/`upstream.stream(...)`/`upstream.fail(...)`;
 with nothing scripted, `/chat/completions` answers like OpenAI (plain or streamed).
+`upstream.always(prefix, ...)` answers every request under a path prefix the same way (a
+deployment that is down, or slow) until `upstream.clear()`; scripted answers still come first.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Script:
     drop: bool = False  # close the connection without answering
     hold: float = 0.0  # after the events, keep the stream open this long before ending it
     chunks: list | None = None  # raw byte pieces of a close-delimited body (e.g. audio), sent one by one
+    trickle: float = 0.0  # send the body in ten pieces, this many seconds apart
+    truncate: bool = False  # a stream that promises more bytes than it sends, then closes
 
 
 def chat_completion(content="Hello from the fake upstream.", model="gpt-4o-mini-2024-07-18", tool_calls=None,
@@ -91,10 +95,13 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self.closed_streams = 0  # streams whose client (the gateway) went away early
         self.chunked_uploads = 0
+        self._rules: dict[str, Script] = {}
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle on, each answer waits ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
@@ -104,7 +111,7 @@ class FakeUpstream:
                 recorded = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with upstream._lock:
                     upstream.requests.append(recorded)
-                    script = upstream._scripts.pop(0) if upstream._scripts else None
+                    script = upstream._scripts.pop(0) if upstream._scripts else upstream._rule(self.path)
                 upstream._answer(self, recorded, script)
 
             def _body(self):
@@ -140,8 +147,13 @@ class FakeUpstream:
         self._scripts.append(Script(chunks=list(pieces), headers={"Content-Type": content_type},
                                     event_delay=event_delay))
 
-    def stream(self, events, event_delay=0.0, hold=0.0, delay=0.0):
-        self._scripts.append(Script(events=list(events), event_delay=event_delay, hold=hold, delay=delay))
+    def stream(self, events, event_delay=0.0, hold=0.0, delay=0.0, truncate=False):
+        self._scripts.append(Script(events=list(events), event_delay=event_delay, hold=hold, delay=delay,
+                                    truncate=truncate))
+
+    def respond_slowly(self, body, trickle):
+        """A 200 whose body arrives in ten pieces `trickle` seconds apart."""
+        self._scripts.append(Script(body=json.dumps(body).encode(), trickle=trickle))
 
     def fail(self, status, message="upstream failure", headers=None, code=None, err_type="invalid_request_error"):
         body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
@@ -149,6 +161,30 @@ class FakeUpstream:
 
     def drop(self):
         self._scripts.append(Script(drop=True))
+
+    def always(self, path_prefix, status=200, body=None, headers=None, delay=0.0, drop=False, message=None,
+               code=None):
+        """Answer every request whose path starts with `path_prefix` like this (an error body when
+        `status` >= 400), until `clear()`; a non-200 without a body is an OpenAI-style error."""
+        if body is None and status >= 400:
+            body = {"error": {"message": message or f"upstream failure {status}", "type": "api_error",
+                              "param": None, "code": code}}
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        self._rules[path_prefix] = Script(status=status, body=data, headers=headers or {}, delay=delay, drop=drop)
+
+    def clear(self):
+        self._rules.clear()
+
+    def count(self, path_prefix) -> int:
+        """Requests received under `path_prefix`."""
+        return sum(1 for r in self.requests if r.path.startswith(path_prefix))
+
+    def _rule(self, path):
+        for prefix, script in self._rules.items():
+            if path.startswith(prefix):
+                # A copy: answering consumes the headers dict.
+                return Script(**{**script.__dict__, "headers": dict(script.headers)})
+        return None
 
     @property
     def last(self) -> Recorded:
@@ -181,6 +217,8 @@ class FakeUpstream:
                 if script.event_delay:
                     time.sleep(script.event_delay)
             return
+        if script.body is None and script.events is None:
+            script = Script(**{**self._default(recorded).__dict__, "delay": 0.0})
         if script.events is None:
             handler.send_response(script.status)
             handler.send_header("Content-Type", script.headers.pop("Content-Type", "application/json"))
@@ -188,12 +226,27 @@ class FakeUpstream:
                 handler.send_header(k, v)
             handler.send_header("Content-Length", str(len(script.body)))
             handler.end_headers()
-            handler.wfile.write(script.body)
+            if not script.trickle:
+                try:
+                    handler.wfile.write(script.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the gateway gave up waiting (a timeout test)
+                return
+            piece = max(1, len(script.body) // 10)
+            try:
+                for start in range(0, len(script.body), piece):
+                    handler.wfile.write(script.body[start:start + piece])
+                    handler.wfile.flush()
+                    time.sleep(script.trickle)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
             return
         # Streams are close-delimited, as many real servers send them: no length, no chunking.
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Connection", "close")
+        if script.truncate:
+            handler.send_header("Content-Length", "1000000")
         handler.end_headers()
         handler.close_connection = True
         try:

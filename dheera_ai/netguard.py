@@ -1,0 +1,103 @@
+"""Where a client-supplied address may lead: public internet only, unless the config allows more.
+
+An `api_base` sent by a client (or in its `user_config`) must not turn the gateway into a proxy
+into its own network: loopback, private, link-local (cloud metadata at 169.254.169.254),
+shared and reserved addresses are refused. The check runs on every address the name resolves
+to, once before the call (a clear 400) and again when the connection is made, against the very
+address connected to, so a name that re-resolves elsewhere (DNS rebinding) is caught too.
+Redirects are never followed (`dheera_ai.http`), so there is no third address to check.
+`general_settings.allowed_client_api_base_hosts` names hosts, addresses or networks that may be
+reached anyway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from dheera_ai.errors import BadRequestError
+
+
+class AddressRefused(OSError):
+    """A client-supplied address that the gateway will not connect to."""
+
+
+def parse_allowed(entries) -> tuple:
+    """Config entries -> a tuple of lower-cased host names and ip networks."""
+    parsed = []
+    for entry in entries or ():
+        text = str(entry).strip().lower()
+        try:
+            parsed.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            parsed.append(text)
+    return tuple(parsed)
+
+
+def address_allowed(address: str, allowed: tuple = ()) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast:
+        return True
+    return any(not isinstance(a, str) and ip.version == a.version and ip in a for a in allowed)
+
+
+def vetted_address(host: str, port: int, allowed: tuple = ()) -> str:
+    """An address `host` resolves to that may be connected to; AddressRefused if it has none."""
+    host = host.strip("[]").lower()
+    if host in allowed:
+        return host
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise AddressRefused(f"cannot resolve '{host}' ({e})") from None
+    addresses = [info[4][0] for info in infos]
+    refused = [a for a in addresses if not address_allowed(a, allowed)]
+    if refused or not addresses:
+        # Every address must pass: otherwise which one is used is up to the resolver.
+        raise AddressRefused(f"'{host}' resolves to {refused[0] if refused else 'nothing'}, which clients may not "
+                             "reach (loopback, private, link-local or metadata address)")
+    return addresses[0]
+
+
+def check_client_url(url, allowed: tuple = (), param: str = "api_base") -> None:
+    """Refuse (400) a client-supplied base URL the gateway must not call."""
+    if not isinstance(url, str):
+        raise BadRequestError(f"'{param}' must be a string.", param=param, code="invalid_value")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequestError(f"'{param}' must be an http(s) URL.", param=param, code="api_base_not_allowed")
+    try:
+        vetted_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), allowed)
+    except AddressRefused as e:
+        raise BadRequestError(f"'{param}' is not allowed: {e}.", param=param, code="api_base_not_allowed") from None
+    except ValueError:
+        raise BadRequestError(f"'{param}' has an invalid port.", param=param, code="api_base_not_allowed") from None
+
+
+class _Vetting:
+    """Connect only to an address that passed the check just now, whatever DNS says later."""
+
+    allowed: tuple = ()
+
+    def _new_conn(self):
+        address = vetted_address(self._dns_host, self.port, self.allowed)
+        named = self._dns_host
+        self._dns_host = address  # TLS still verifies against `self.host`, the name
+        try:
+            return super()._new_conn()
+        finally:
+            self._dns_host = named
+
+
+def guarded_pool_classes(allowed: tuple) -> dict:
+    """urllib3 pool classes (by scheme) whose connections vet their address against `allowed`."""
+    http_conn = type("VettedHTTPConnection", (_Vetting, HTTPConnection), {"allowed": allowed})
+    https_conn = type("VettedHTTPSConnection", (_Vetting, HTTPSConnection), {"allowed": allowed})
+    return {"http": type("VettedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+            "https": type("VettedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})}
