@@ -67,3 +67,81 @@ def _take_usage(events: bytes, reply: Reply, keep_usage_chunk: bool) -> bytes:
 def _data_of(item: bytes) -> bytes:
     lines = [line[5:].lstrip() for line in item.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines)
+
+
+def named_event(name: str, data) -> bytes:
+    """One named event (`event: X` then `data:`), as Anthropic and the Responses API send them."""
+    return b"event: " + name.encode() + b"\n" + event(data)
+
+
+def parse_events(chunks):
+    """(event name or "", data text) for each event of an SSE byte stream; comments are skipped.
+
+    For providers that must translate a stream event by event (Anthropic, Gemini, Responses).
+    """
+    pending = b""
+    for data in chunks:
+        pending = (pending + data).replace(b"\r\n", b"\n")
+        while True:
+            end = pending.find(b"\n\n")
+            if end < 0:
+                break
+            block, pending = pending[:end], pending[end + 2:]
+            parsed = _parse_block(block)
+            if parsed is not None:
+                yield parsed
+    if pending.strip():
+        parsed = _parse_block(pending)
+        if parsed is not None:
+            yield parsed
+
+
+def relay_named_events(chunks, watch):
+    """Pass an SSE byte stream through unchanged, whole events at a time, calling
+    `watch(name, data_text)` on each event (to read usage) without re-encoding anything."""
+    received: list = []
+
+    def tap():
+        for data in chunks:
+            received.append(data)
+            yield data
+
+    for name, data in parse_events(tap()):
+        if received:
+            yield b"".join(received)
+            received.clear()
+        watch(name, data)
+    if received:
+        yield b"".join(received)
+
+
+def _parse_block(block: bytes):
+    name, lines = "", []
+    for line in block.split(b"\n"):
+        if line.startswith(b"event:"):
+            name = line[6:].strip().decode()
+        elif line.startswith(b"data:"):
+            lines.append(line[5:].lstrip())
+    if not lines:
+        return None
+    return name, b"\n".join(lines).decode("utf-8", "replace")
+
+
+def translated_chat_stream(chunks, feed, translator, reply: Reply, include_usage: bool):
+    """A foreign event stream as OpenAI chat chunks, ending in `data: [DONE]`.
+
+    `feed(event name, parsed data)` returns the chunk dicts for one event (raising a
+    `DheeraAIError` for an error event); `translator` has `usage` and `usage_chunk()`, as the
+    `dheera_ai.translate` stream classes do. The usage chunk is sent only when the client asked.
+    """
+    for name, data in parse_events(chunks):
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue  # a keep-alive or a payload no client could use
+        for chunk in feed(name, parsed):
+            yield event(chunk)
+    reply.usage = Usage.from_openai(translator.usage)
+    if include_usage and translator.usage is not None:
+        yield event(translator.usage_chunk())
+    yield DONE

@@ -30,6 +30,9 @@ def dheera_ai_pre_call(call, settings):
     call.tags = list(dict.fromkeys(tags))  # merged, first occurrence wins, order kept
 
     _refuse_client_routing(params, settings)
+    if settings.dheera_ai_settings.get("drop_params"):
+        # Read by providers through dheera_ai.providers.drop_params (a deployment may override it).
+        params["drop_params"] = True
 
 
 def _refuse_client_routing(params, settings):

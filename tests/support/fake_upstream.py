@@ -1,7 +1,8 @@
 """A threaded fake upstream on 127.0.0.1 that records what it was sent and answers as scripted.
 
 Each test scripts answers with `upstream.respond(...)`/`upstream.stream(...)`/`upstream.fail(...)`;
-with nothing scripted, `/chat/completions` answers like OpenAI (plain or streamed).
+with nothing scripted, a handler added with `upstream.route(path, handler)` answers, else
+`/chat/completions` answers like OpenAI (plain or streamed).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class Script:
     status: int = 200
     body: bytes | None = None
     headers: dict = field(default_factory=dict)
-    events: list | None = None  # SSE payloads (dicts or raw strings), sent one by one
+    # SSE payloads (dicts or raw strings, or (event name, payload) pairs), sent one by one
+    events: list | None = None
     delay: float = 0.0  # before the answer
     event_delay: float = 0.0  # between events
     drop: bool = False  # close the connection without answering
@@ -67,6 +69,7 @@ class FakeUpstream:
     def __init__(self):
         self.requests: list[Recorded] = []
         self._scripts: list[Script] = []
+        self._routes: dict = {}  # path (without query) -> handler(Recorded) -> Script
         self._lock = threading.Lock()
         self.closed_streams = 0  # streams whose client (the gateway) went away early
         upstream = self
@@ -107,6 +110,11 @@ class FakeUpstream:
         body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
         self.respond(body, status=status, headers=headers)
 
+    def route(self, path, handler):
+        """Answer requests to `path` (query ignored) with `handler(recorded)`, a `Script`, when
+        nothing is scripted: a provider's documented default behaviour for a whole test."""
+        self._routes[path] = handler
+
     def drop(self):
         self._scripts.append(Script(drop=True))
 
@@ -145,8 +153,10 @@ class FakeUpstream:
         handler.close_connection = True
         try:
             for item in script.events:
+                name, item = item if isinstance(item, tuple) else (None, item)
                 payload = item if isinstance(item, str) else json.dumps(item)
-                handler.wfile.write(f"data: {payload}\n\n".encode())
+                prefix = f"event: {name}\n" if name else ""
+                handler.wfile.write(f"{prefix}data: {payload}\n\n".encode())
                 handler.wfile.flush()
                 if script.event_delay:
                     time.sleep(script.event_delay)
@@ -159,7 +169,10 @@ class FakeUpstream:
                 self.closed_streams += 1
 
     def _default(self, recorded) -> Script:
-        if recorded.path.endswith("/chat/completions"):
+        path = recorded.path.split("?", 1)[0]
+        if path in self._routes:
+            return self._routes[path](recorded)
+        if path.endswith("/chat/completions"):
             body = recorded.json
             if body.get("stream"):
                 include = (body.get("stream_options") or {}).get("include_usage")
