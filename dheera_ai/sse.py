@@ -127,19 +127,24 @@ def _parse_block(block: bytes):
     return name, b"\n".join(lines).decode("utf-8", "replace")
 
 
-def translated_chat_stream(chunks, feed, translator, reply: Reply, include_usage: bool):
+def translated_chat_stream(chunks, translator, reply: Reply, include_usage: bool, *, feed=None,
+                           failure=(), convert=None):
     """A foreign event stream as OpenAI chat chunks, ending in `data: [DONE]`.
 
-    `feed(event name, parsed data)` returns the chunk dicts for one event (raising a
-    `DheeraAIError` for an error event); `translator` has `usage` and `usage_chunk()`, as the
-    `dheera_ai.translate` stream classes do. The usage chunk is sent only when the client asked.
+    `translator` is one of the `dheera_ai.translate` stream classes: `feed(event name, data)`
+    (or the `feed` given) returns the chunk dicts for one event, and `usage`/`usage_chunk()` the
+    totals. An exception of a `failure` type (an error event) is raised as `convert(exc)`. The
+    usage chunk is sent only when the client asked for it.
     """
+    feed = feed or translator.feed
     for name, data in parse_events(chunks):
         try:
-            parsed = orjson.loads(data)
+            produced = feed(name, orjson.loads(data))
         except orjson.JSONDecodeError:
             continue  # a keep-alive or a payload no client could use
-        for chunk in feed(name, parsed):
+        except failure as exc:
+            raise convert(exc) from None
+        for chunk in produced:
             yield event(chunk)
     reply.usage = Usage.from_openai(translator.usage)
     if include_usage and translator.usage is not None:

@@ -85,18 +85,15 @@ class AnthropicProvider(Provider):
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         reply = Reply(content_type="text/event-stream")
         stream = translate.AnthropicStreamToChat(deployment.model, created)
-        reply.stream = _closing(response, translated_chat_stream(http.iter_body(response), self._feed(stream),
-                                                                 stream, reply, include_usage))
+        reply.stream = _closing(response, translated_chat_stream(
+            http.iter_body(response), stream, reply, include_usage,
+            failure=translate.AnthropicStreamError, convert=self._stream_error))
         return reply
 
-    def _feed(self, stream):
-        def feed(name, data):
-            try:
-                return stream.feed(name, data)
-            except translate.AnthropicStreamError as exc:
-                kind = _KINDS.get(exc.type, "server")
-                raise error_for_kind(kind, f"{self.name}: {http.redact(exc.message)}", provider=self.name) from None
-        return feed
+    def _stream_error(self, exc):
+        """An error event mid-stream, as the error an answer with that type would have been."""
+        return error_for_kind(_KINDS.get(exc.type, "server"), f"{self.name}: {http.redact(exc.message)}",
+                              provider=self.name)
 
     # -- Anthropic Messages in and out, untouched -------------------------------------------
     def anthropic_messages(self, call: Call, deployment: Deployment) -> Reply:

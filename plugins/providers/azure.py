@@ -100,18 +100,17 @@ class AzureProvider(OpenAIProvider):
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         reply = Reply(content_type="text/event-stream")
         stream = translate.ResponsesStreamToChat(deployment_name(deployment), created)
-        reply.stream = _closing(response, translated_chat_stream(http.iter_body(response), self._feed(stream),
-                                                                 stream, reply, include_usage))
+        reply.stream = _closing(response, translated_chat_stream(
+            http.iter_body(response), stream, reply, include_usage,
+            failure=translate.ResponsesStreamError, convert=self._stream_error))
         return reply
 
-    def _feed(self, stream):
-        def feed(name, data):
-            try:
-                return stream.feed(name, data)
-            except translate.ResponsesStreamError as exc:
-                raise ServiceUnavailableError(f"{self.name}: {http.redact(exc.message)}", code=exc.code,
-                                              provider=self.name) from None
-        return feed
+    def _stream_error(self, exc):
+        """A failed or errored Responses stream, as the error the client gets in the stream."""
+        message = f"{self.name}: {http.redact(exc.message)}"
+        if "content_filter" in (exc.code or "") or "content management policy" in exc.message:
+            return ContentPolicyViolationError(message, code=exc.code, provider=self.name)
+        return ServiceUnavailableError(message, code=exc.code, provider=self.name)
 
     # -- the Responses API -----------------------------------------------------------------
     def responses(self, call: Call, deployment: Deployment) -> Reply:

@@ -73,17 +73,10 @@ class GeminiProvider(Provider):
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         reply = Reply(content_type="text/event-stream")
         stream = translate.GeminiStreamToChat(deployment.model, created, response_id)
-        reply.stream = _closing(response, translated_chat_stream(http.iter_body(response), self._feed(stream),
-                                                                 stream, reply, include_usage))
+        reply.stream = _closing(response, translated_chat_stream(
+            http.iter_body(response), stream, reply, include_usage, feed=lambda _, data: stream.feed(data),
+            failure=translate.GeminiContentBlockedError, convert=self._blocked))
         return reply
-
-    def _feed(self, stream):
-        def feed(_, data):
-            try:
-                return stream.feed(data)
-            except translate.GeminiContentBlockedError as exc:
-                raise self._blocked(exc) from None
-        return feed
 
     def _blocked(self, exc) -> ContentPolicyViolationError:
         return ContentPolicyViolationError(f"{self.name}: the prompt was blocked ({exc.reason}).",
