@@ -99,29 +99,34 @@ class AnthropicProvider(Provider):
     def anthropic_messages(self, call: Call, deployment: Deployment) -> Reply:
         """A /v1/messages body passed through (only `model` becomes the deployment's)."""
         response = self._post(call, deployment, dict(call.body, model=deployment.model))
-        if not call.stream:
-            content = response.content
+        return messages_reply(response, call.stream)
+
+
+def messages_reply(response, stream: bool) -> Reply:
+    """An upstream Messages API answer as the client's, byte for byte, with its usage counted."""
+    if not stream:
+        content = response.content
+        try:
+            usage = _usage(orjson.loads(content).get("usage"))
+        except (orjson.JSONDecodeError, AttributeError):
+            usage = None
+        return Reply(body=content, usage=usage)
+    reply = Reply(content_type="text/event-stream")
+    counted: dict = {}
+
+    def watch(name, data):
+        # message_start carries input tokens, message_delta the cumulative output tokens.
+        if name in ("message_start", "message_delta"):
             try:
-                usage = _usage(orjson.loads(content).get("usage"))
-            except (orjson.JSONDecodeError, AttributeError):
-                usage = None
-            return Reply(body=content, usage=usage)
-        reply = Reply(content_type="text/event-stream")
-        counted: dict = {}
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return
+            usage = (parsed.get("message") or {}).get("usage") if name == "message_start" else parsed.get("usage")
+            counted.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
+            reply.usage = _usage(counted)
 
-        def watch(name, data):
-            # message_start carries input tokens, message_delta the cumulative output tokens.
-            if name in ("message_start", "message_delta"):
-                try:
-                    parsed = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    return
-                usage = (parsed.get("message") or {}).get("usage") if name == "message_start" else parsed.get("usage")
-                counted.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
-                reply.usage = _usage(counted)
-
-        reply.stream = _closing(response, relay_named_events(http.iter_body(response), watch))
-        return reply
+    reply.stream = _closing(response, relay_named_events(http.iter_body(response), watch))
+    return reply
 
 
 def _usage(anthropic_usage) -> Usage | None:

@@ -8,9 +8,10 @@ gateway can log and route on them.
 
 from __future__ import annotations
 
-from dheera_ai import hookimpl
+from dheera_ai import hookimpl, http
 from dheera_ai.providers import replaced_body, require_param
 from dheera_ai.types import Call, Deployment, Reply
+from plugins.providers.anthropic import messages_reply
 from plugins.providers.openai import OpenAIProvider
 
 
@@ -34,6 +35,23 @@ class DheeraAIProxyProvider(OpenAIProvider):
             forwarded["tags"] = list(tags)
         with replaced_body(call, forwarded):
             return super().handle(call, deployment)
+
+    # Families a gateway serves beyond OpenAI's API; the rest come from the openai provider.
+    def rerank(self, call: Call, deployment: Deployment) -> Reply:
+        """Cohere-shaped rerank, as the next gateway's `/rerank` takes and answers it."""
+        response = self._post(call, deployment, self.url(deployment, "rerank"), stream=False)
+        return Reply(body=response.content)
+
+    def anthropic_messages(self, call: Call, deployment: Deployment) -> Reply:
+        """The next gateway's `/v1/messages`, answered byte for byte."""
+        base = self.api_base(deployment)
+        url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+        return messages_reply(self._post(call, deployment, url, stream=call.stream), call.stream)
+
+    def _post(self, call: Call, deployment: Deployment, url: str, stream: bool):
+        timeout = deployment.param("stream_timeout" if stream else "timeout") or deployment.param("timeout")
+        return http.post(url, json_body=dict(call.body, model=deployment.model), headers=self.auth_headers(deployment),
+                         timeout=timeout, stream=stream, provider=self.name, call=call)
 
 
 @hookimpl

@@ -224,3 +224,22 @@ def test_a_streamed_messages_call_is_relayed_byte_for_byte(upstream, config):
     expected = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
     assert raw == expected
     assert reply.usage.prompt_tokens == 28 and reply.usage.completion_tokens == 7
+
+
+@pytest.mark.parametrize("status, err_type, message, kind", [
+    (400, "invalid_request_error", "max_tokens: Field required", "bad_request"),
+    (400, "invalid_request_error", "prompt is too long: 201000 tokens > 200000 maximum", "context_window"),
+    (401, "authentication_error", "invalid x-api-key", "authentication"),
+    (402, "billing_error", "credit balance too low", "permission"),
+    (403, "permission_error", "no access to this model", "permission"),
+    (404, "not_found_error", "model: claude-x", "not_found"),
+    (413, "request_too_large", "Request exceeds the maximum size", None),  # the 413 itself says it
+    (429, "rate_limit_error", "rate limited", "rate_limit"),
+    (500, "api_error", "Internal server error", "server"),
+    (504, "timeout_error", "Request timed out", "timeout"),
+    (529, "overloaded_error", "Overloaded", "unavailable"),
+])
+def test_anthropic_error_types_map_onto_error_kinds(status, err_type, message, kind):
+    from plugins.providers.anthropic import error_kind
+
+    assert error_kind(status, {"type": "error", "error": {"type": err_type, "message": message}}) == kind

@@ -4,6 +4,7 @@ import openai
 import pytest
 
 from tests.conftest import MASTER_KEY
+from tests.support.engine import answer, make_engine, run
 from tests.support.servers import LiveServer
 
 NEXT_KEY = "sk-next-gateway-key"
@@ -98,3 +99,35 @@ def test_two_real_gateways_chain_and_the_second_logs_the_first_ones_tags(make_ap
     lines = call_log(4)
     next_hop = [line for line in lines if line["model"] == "openai/gpt-4o"]
     assert next_hop and next_hop[0]["tags"] == ["team:search"]
+
+
+# -- families beyond OpenAI's API (engine level: this branch routes chat only) ---------------------------
+
+@pytest.fixture
+def engine(upstream):
+    return make_engine([{"model_name": "m", "dheera_ai_params": {
+        "model": "dheera_ai_proxy/cohere/rerank-v3.5", "api_base": upstream.url, "api_key": NEXT_KEY}}])
+
+
+def test_rerank_goes_to_the_next_gateways_rerank_route(engine, upstream):
+    ranked = {"id": "r1", "results": [{"index": 0, "relevance_score": 0.9}],
+              "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}
+    upstream.respond(ranked)
+    reply = run(engine, "rerank", "m", {"query": "q", "documents": ["a"], "tags": ["t1"]})
+
+    assert answer(reply) == ranked
+    assert upstream.last.path == "/rerank"
+    assert upstream.last.json == {"query": "q", "documents": ["a"], "model": "cohere/rerank-v3.5", "tags": ["t1"]}
+    assert upstream.last.headers["authorization"] == f"Bearer {NEXT_KEY}"
+
+
+def test_anthropic_messages_go_to_the_next_gateways_messages_route(engine, upstream):
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "hi"}],
+               "model": "x", "stop_reason": "end_turn", "stop_sequence": None,
+               "usage": {"input_tokens": 2, "output_tokens": 1}}
+    upstream.respond(message)
+    reply = run(engine, "anthropic_messages", "m", {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]})
+
+    assert answer(reply) == message and reply.usage.total_tokens == 3
+    assert upstream.last.path == "/v1/messages"
+    assert upstream.last.json["model"] == "cohere/rerank-v3.5"
