@@ -40,6 +40,7 @@ class GeminiProvider(Provider):
 
     def url(self, deployment: Deployment, method: str) -> str:
         base = (deployment.param("api_base") or os.environ.get("GEMINI_API_BASE") or DEFAULT_API_BASE).rstrip("/")
+        base = base.removesuffix("/v1beta")  # a base copied from Google's docs often includes it
         model = deployment.model.removeprefix("models/")
         return f"{base}/v1beta/models/{model}:{method}"
 

@@ -130,3 +130,23 @@ def test_embeddings_in_base64_as_the_openai_sdk_asks_by_default(upstream, model_
     reply = run(make_engine(model_list), "embeddings", "gemini-embed", {"input": "x", "encoding_format": "base64"})
     encoded = answer(reply)["data"][0]["embedding"]
     assert struct.unpack("<2f", base64.b64decode(encoded)) == (0.5, -0.25)
+
+
+def test_a_parameter_gemini_lacks_is_a_400_naming_it_unless_dropped(client, upstream, make_app, model_list):
+    with pytest.raises(openai.BadRequestError) as exc:
+        ask(client, logit_bias={"1": 2})
+    assert exc.value.param == "logit_bias"
+    assert upstream.requests == []
+
+    upstream.respond(generated())
+    model_list[0]["dheera_ai_params"]["drop_params"] = True
+    run(make_engine(model_list), "chat_completions", "gemini",
+        {"messages": [{"role": "user", "content": "x"}], "logit_bias": {"1": 2}})
+    assert "logit_bias" not in json.dumps(upstream.last.json)
+
+
+def test_a_base_with_the_version_segment_is_accepted(upstream, model_list):
+    model_list[0]["dheera_ai_params"]["api_base"] = upstream.url + "/v1beta/"
+    upstream.respond(generated())
+    run(make_engine(model_list), "chat_completions", "gemini", {"messages": [{"role": "user", "content": "x"}]})
+    assert upstream.last.path == "/v1beta/models/gemini-2.0-flash:generateContent"
