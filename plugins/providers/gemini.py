@@ -69,6 +69,8 @@ class GeminiProvider(Provider):
                 chat = translate.gemini_response_to_chat(response.json(), deployment.model, created, response_id)
             except translate.GeminiContentBlockedError as exc:
                 raise self._blocked(exc) from None
+            for choice in chat["choices"]:  # required (nullable) in OpenAI's response message
+                choice["message"].setdefault("refusal", None)
             return Reply(data=chat, usage=Usage.from_openai(chat.get("usage")))
         response = self._post(call, deployment, "streamGenerateContent", body, stream=True, params={"alt": "sse"})
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))

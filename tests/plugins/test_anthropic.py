@@ -7,7 +7,8 @@ import pytest
 
 from dheera_ai.errors import ContextWindowExceededError, ServiceUnavailableError
 from tests.conftest import MASTER_KEY
-from tests.support.engine import make_engine, run, streamed
+from tests.support.engine import answer, assert_valid_chat_stream, make_engine, run, streamed
+from tests.support.openapi import assert_valid
 from tests.support.servers import LiveServer
 
 CLAUDE = "claude-sonnet-4-5"
@@ -243,3 +244,15 @@ def test_anthropic_error_types_map_onto_error_kinds(status, err_type, message, k
     from plugins.providers.anthropic import error_kind
 
     assert error_kind(status, {"type": "error", "error": {"type": err_type, "message": message}}) == kind
+
+
+def test_translated_answers_and_chunks_match_openais_spec(upstream, config):
+
+    engine = make_engine(config["model_list"])
+    upstream.respond(message())
+    assert_valid("CreateChatCompletionResponse", answer(run(engine, "chat_completions", "claude", {
+        "messages": [{"role": "user", "content": "x"}]})))
+    upstream.stream(stream_events())
+    raw = streamed(run(engine, "chat_completions", "claude", {
+        "messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": {"include_usage": True}}))
+    assert_valid_chat_stream(raw)

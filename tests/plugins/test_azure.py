@@ -9,8 +9,9 @@ from dheera_ai.errors import AuthenticationError, ContentPolicyViolationError
 from dheera_ai.types import Deployment
 from plugins.providers.azure import AzureProvider
 from tests.conftest import MASTER_KEY
-from tests.support.engine import answer, make_engine, run, sse_data, streamed
+from tests.support.engine import answer, assert_valid_chat_stream, make_engine, run, sse_data, streamed
 from tests.support.fake_upstream import chat_completion
+from tests.support.openapi import assert_valid
 from tests.support.servers import LiveServer
 
 
@@ -285,3 +286,18 @@ def test_a_response_is_read_and_deleted_by_id_on_the_same_resource(engine, upstr
     assert answer(reply)["id"] == "resp_abc123"
     assert (upstream.last.method, upstream.last.path) == (method, path)
     assert upstream.last.headers["api-key"] == "k"
+
+
+def test_chat_via_responses_answers_match_openais_spec(upstream):
+    engine = make_engine([{"model_name": "o1-pro", "dheera_ai_params": {
+        "model": "azure/responses/my-o1-pro", "api_base": upstream.url, "api_key": "k"}}])
+    upstream.respond(response_object([message_item("Hi")]))
+    assert_valid("CreateChatCompletionResponse", answer(run(engine, "chat_completions", "o1-pro", {
+        "messages": [{"role": "user", "content": "x"}]})))
+    done = response_object([message_item("Hi")])
+    upstream.stream([("response.created", {"type": "response.created", "response": done}),
+                     ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "Hi"}),
+                     ("response.completed", {"type": "response.completed", "response": done})])
+    chunks = assert_valid_chat_stream(streamed(run(engine, "chat_completions", "o1-pro", {
+        "messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": {"include_usage": True}})))
+    assert chunks[-1]["usage"]["total_tokens"] == 16

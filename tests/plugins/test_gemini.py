@@ -10,7 +10,8 @@ import pytest
 
 from dheera_ai.errors import ContentPolicyViolationError
 from tests.conftest import MASTER_KEY
-from tests.support.engine import answer, make_engine, run
+from tests.support.engine import answer, assert_valid_chat_stream, make_engine, run, streamed
+from tests.support.openapi import assert_valid
 from tests.support.servers import LiveServer
 
 KEY = "AIzaSyA-fake-gemini-key-0123456789"
@@ -150,3 +151,17 @@ def test_a_base_with_the_version_segment_is_accepted(upstream, model_list):
     upstream.respond(generated())
     run(make_engine(model_list), "chat_completions", "gemini", {"messages": [{"role": "user", "content": "x"}]})
     assert upstream.last.path == "/v1beta/models/gemini-2.0-flash:generateContent"
+
+
+def test_translated_answers_and_chunks_match_openais_spec(upstream, model_list):
+
+    engine = make_engine(model_list)
+    upstream.respond(generated())
+    assert_valid("CreateChatCompletionResponse", answer(run(engine, "chat_completions", "gemini", {
+        "messages": [{"role": "user", "content": "x"}]})))
+    upstream.stream([generated("Hel", finish=None), generated("lo")])
+    raw = streamed(run(engine, "chat_completions", "gemini", {
+        "messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": {"include_usage": True}}))
+    assert_valid_chat_stream(raw)
+    upstream.respond({"embeddings": [{"values": [0.5]}]})
+    assert_valid("CreateEmbeddingResponse", answer(run(engine, "embeddings", "gemini-embed", {"input": "x"})))

@@ -47,3 +47,14 @@ def sse_data(raw: bytes) -> list:
                 payload = line[6:]
                 out.append(payload if payload == "[DONE]" else orjson.loads(payload))
     return out
+
+
+def assert_valid_chat_stream(raw: bytes) -> list:
+    """Every chunk of an OpenAI chat stream valid against OpenAI's spec, ending in [DONE]; the chunks."""
+    from tests.support.openapi import assert_valid
+
+    payloads = sse_data(raw)
+    assert payloads[-1] == "[DONE]"
+    for chunk in payloads[:-1]:
+        assert_valid("CreateChatCompletionStreamResponse", chunk)
+    return payloads[:-1]
