@@ -105,3 +105,16 @@ def test_cohere_errors_map_onto_the_error_tree(engine, upstream, status, message
     with pytest.raises(error) as exc:
         run(engine, "rerank", "rerank", {"query": "q", "documents": DOCS})
     assert message in exc.value.message
+
+
+def test_a_slow_cohere_is_a_timeout_and_an_overloaded_one_unavailable(upstream):
+    from dheera_ai.errors import ServiceUnavailableError, Timeout
+
+    engine = make_engine([{"model_name": "rerank", "dheera_ai_params": {
+        "model": "cohere/rerank-v3.5", "api_base": upstream.url, "api_key": "k", "timeout": 0.2}}])
+    upstream.respond(rerank_answer(), delay=0.6)
+    with pytest.raises(Timeout):
+        run(engine, "rerank", "rerank", {"query": "q", "documents": DOCS})
+    upstream.respond({"message": "service unavailable"}, status=503)
+    with pytest.raises(ServiceUnavailableError):
+        run(engine, "rerank", "rerank", {"query": "q", "documents": DOCS})
