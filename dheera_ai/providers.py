@@ -15,6 +15,7 @@ from dheera_ai.errors import (
     UnsupportedParamsError,
     error_for_kind,
 )
+from dheera_ai.translate import TranslationError, UnsupportedParamError
 from dheera_ai.types import Call, Deployment, Reply
 
 
@@ -78,10 +79,10 @@ def drop_params(call: Call, deployment: Deployment) -> bool:
 def bad_request(exc: ValueError, provider: str) -> BadRequestError:
     """A translation failure (`dheera_ai.translate`) as the client's 400, naming the field when known."""
     param = getattr(exc, "param", None)
-    cls = UnsupportedParamsError if type(exc).__name__ == "UnsupportedParamError" else BadRequestError
-    hint = " (or set drop_params: true to drop it)" if cls is UnsupportedParamsError else ""
-    return cls(f"{provider}: {exc}{hint}", param=param, code="invalid_request" if param is None else
-               "unsupported_parameter" if cls is UnsupportedParamsError else "invalid_value", provider=provider)
+    if isinstance(exc, UnsupportedParamError):
+        return UnsupportedParamsError(f"{provider}: {exc} (leave it out, or set drop_params: true to drop it)",
+                                      param=param, code="unsupported_parameter", provider=provider)
+    return BadRequestError(f"{provider}: {exc}", param=param, code="invalid_value", provider=provider)
 
 
 @contextmanager
@@ -122,8 +123,6 @@ def replaced_body(call: Call, body: dict):
 
 def embedding_inputs(body: dict) -> list[str]:
     """`input` of an embeddings request as a list of strings (token arrays cannot be translated)."""
-    from dheera_ai.translate import TranslationError
-
     value = body.get("input")
     inputs = [value] if isinstance(value, str) else value
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
