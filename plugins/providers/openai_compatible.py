@@ -27,6 +27,8 @@ class Compatible:
     key_env: str | None
     base_env: str | None = None
     key_required: bool = True  # local servers (ollama, LM Studio, vLLM) usually take none
+    # Other names the key goes by (LiteLLM's spelling, the vendor SDK's), tried after key_env.
+    key_aliases: tuple = ()
     # parameter -> the one value that is still accepted (None: any value is refused)
     rejects: dict = field(default_factory=dict)
 
@@ -37,16 +39,19 @@ TABLE = (
     # console.groq.com/docs/openai: these fields "will result in a 400 error"; n must be 1.
     Compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "GROQ_API_BASE",
                rejects={"logprobs": False, "logit_bias": None, "top_logprobs": None, "n": 1}),
-    Compatible("together_ai", "https://api.together.xyz/v1", "TOGETHER_API_KEY", "TOGETHER_API_BASE"),
+    Compatible("together_ai", "https://api.together.xyz/v1", "TOGETHER_API_KEY", "TOGETHER_API_BASE",
+               key_aliases=("TOGETHERAI_API_KEY",)),
     Compatible("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "DEEPSEEK_API_BASE"),
     Compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "MISTRAL_API_BASE"),
     Compatible("fireworks_ai", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
-               "FIREWORKS_API_BASE"),
+               "FIREWORKS_API_BASE", key_aliases=("FIREWORKS_AI_API_KEY",)),
     Compatible("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OPENROUTER_API_BASE"),
-    Compatible("perplexity", "https://api.perplexity.ai", "PERPLEXITYAI_API_KEY", "PERPLEXITY_API_BASE"),
+    Compatible("perplexity", "https://api.perplexity.ai", "PERPLEXITYAI_API_KEY", "PERPLEXITY_API_BASE",
+               key_aliases=("PERPLEXITY_API_KEY",)),
     Compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", "XAI_API_BASE"),
     # DeepInfra serves its OpenAI API under /v1/openai, not /v1.
-    Compatible("deepinfra", "https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY", "DEEPINFRA_API_BASE"),
+    Compatible("deepinfra", "https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY", "DEEPINFRA_API_BASE",
+               key_aliases=("DEEPINFRA_TOKEN",)),
     # inference-docs.cerebras.ai: these fields result in a 400.
     Compatible("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY", "CEREBRAS_API_BASE",
                rejects={**_SAMPLING_PENALTIES, "parallel_tool_calls": None, "service_tier": None}),
@@ -66,7 +71,6 @@ class OpenAICompatibleProvider(OpenAIProvider):
     def __init__(self, spec: Compatible):
         self.spec = spec
         self.name = spec.name
-        self.api_key_env = spec.key_env
         self.api_base_envs = (spec.base_env,) if spec.base_env else ()
         self.default_api_base = spec.api_base
 
@@ -76,10 +80,16 @@ class OpenAICompatibleProvider(OpenAIProvider):
             return (env or require_param(deployment, "api_base", self.spec.base_env)).rstrip("/")
         return super().api_base(deployment)
 
+    @property
+    def api_key_env(self) -> str | None:
+        """The first of the key's variable names that is set (the main one when none is)."""
+        names = (self.spec.key_env, *self.spec.key_aliases)
+        return next((n for n in names if n and os.environ.get(n)), self.spec.key_env)
+
     def auth_headers(self, deployment: Deployment) -> dict:
         if self.spec.key_required or deployment.param("api_key") or "api_key" in deployment.unresolved:
             return super().auth_headers(deployment)
-        key = os.environ.get(self.spec.key_env or "")
+        key = os.environ.get(self.api_key_env or "")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def handle(self, call: Call, deployment: Deployment) -> Reply:

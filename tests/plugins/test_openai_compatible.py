@@ -42,6 +42,15 @@ def test_each_provider_has_its_documented_address_and_key_variable(name, monkeyp
     assert provider.auth_headers(deployment(name)) == {"Authorization": f"Bearer key-{name}"}
 
 
+def test_the_keys_other_names_are_accepted_the_main_one_first(monkeypatch):
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    monkeypatch.setenv("TOGETHERAI_API_KEY", "litellm-spelling")
+    provider = OpenAICompatibleProvider(SPECS["together_ai"])
+    assert provider.auth_headers(deployment("together_ai")) == {"Authorization": "Bearer litellm-spelling"}
+    monkeypatch.setenv("TOGETHER_API_KEY", "main")
+    assert provider.auth_headers(deployment("together_ai")) == {"Authorization": "Bearer main"}
+
+
 def test_a_hosted_server_without_an_address_says_which_variable_to_set(monkeypatch):
     monkeypatch.delenv("HOSTED_VLLM_API_BASE", raising=False)
     with pytest.raises(AuthenticationError, match="HOSTED_VLLM_API_BASE"):
