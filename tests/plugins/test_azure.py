@@ -301,3 +301,13 @@ def test_chat_via_responses_answers_match_openais_spec(upstream):
     chunks = assert_valid_chat_stream(streamed(run(engine, "chat_completions", "o1-pro", {
         "messages": [{"role": "user", "content": "x"}], "stream": True, "stream_options": {"include_usage": True}})))
     assert chunks[-1]["usage"]["total_tokens"] == 16
+
+
+def test_a_response_cut_by_the_content_filter_is_a_content_policy_error(upstream):
+    engine = make_engine([{"model_name": "o1-pro", "dheera_ai_params": {
+        "model": "azure/responses/my-o1-pro", "api_base": upstream.url, "api_key": "k"}}])
+    cut = dict(response_object([message_item("")], status="incomplete"),
+               incomplete_details={"reason": "content_filter"})
+    upstream.respond(cut)
+    with pytest.raises(ContentPolicyViolationError):
+        run(engine, "chat_completions", "o1-pro", {"messages": [{"role": "user", "content": "x"}]})
