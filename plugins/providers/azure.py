@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import quote
 
 import orjson
 
@@ -136,8 +137,9 @@ class AzureProvider(OpenAIProvider):
     def _by_id(self, call: Call, deployment: Deployment, method: str, suffix: str) -> Reply:
         """GET/DELETE `responses/{id}...` on the resource that created it; the id is `response_id`."""
         response_id = call.body.get("response_id")
-        if not isinstance(response_id, str) or not response_id or "/" in response_id:
+        if not isinstance(response_id, str) or not response_id:
             raise BadRequestError("A response id is required.", param="response_id")
+        response_id = quote(response_id, safe="")  # an id never changes which URL is called
         # Query parameters of the list call (after, limit, order, include) pass through.
         params = {k: v for k, v in call.body.items() if k not in ("response_id", "model")} or None
         response = http.request(method, self.url(deployment, f"responses/{response_id}{suffix}"),
