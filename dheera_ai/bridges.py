@@ -215,7 +215,7 @@ def _json_of(reply: Reply) -> dict:
 def _chunks(stream):
     """The chat chunks of an OpenAI SSE stream, as dicts."""
     for _, data in parse_events(stream):
-        if data.strip() == b"[DONE]":
+        if data.strip() == "[DONE]":
             return
         chunk = orjson.loads(data)
         if isinstance(chunk, dict) and chunk.get("error"):

@@ -128,3 +128,23 @@ def error_for_status(status: int, message: str, **kwargs) -> DheeraAIError:
     if cls is None:
         cls = InternalServerError if status >= 500 else BadRequestError
     return cls(message, status=status, **kwargs)
+
+
+# What a provider's own error vocabulary maps onto (translate/*: "context_window", "rate_limit", ...).
+_BY_KIND = {
+    "bad_request": BadRequestError,
+    "authentication": AuthenticationError,
+    "permission": PermissionDeniedError,
+    "not_found": NotFoundError,
+    "rate_limit": RateLimitError,
+    "context_window": ContextWindowExceededError,
+    "content_policy": ContentPolicyViolationError,
+    "timeout": Timeout,
+    "unavailable": ServiceUnavailableError,
+    "server": InternalServerError,
+}
+
+
+def error_for_kind(kind: str, message: str, **kwargs) -> DheeraAIError:
+    """The error for a provider-neutral kind ("rate_limit", "context_window", ...); its own status."""
+    return _BY_KIND.get(kind, InternalServerError)(message, **kwargs)

@@ -161,10 +161,15 @@ def upstream_error(response, provider: str) -> DheeraAIError:
         return APIConnectionError(f"{provider}: the upstream answered with a redirect ({status})", provider=provider)
     lowered = (message + " " + (code or "")).lower()
     if status == 400 and ("context_length" in lowered or "context length" in lowered or "maximum context" in lowered):
-        return ContextWindowExceededError(message, code=code, param=param, provider=provider)
-    if status == 400 and any(m in lowered for m in ("content_policy", "content_filter", "content management policy")):
-        return ContentPolicyViolationError(message, code=code, param=param, provider=provider)
-    return error_for_status(status, message, code=code, param=param, provider=provider, headers=headers)
+        error = ContextWindowExceededError(message, code=code, param=param, provider=provider)
+    elif status == 400 and any(m in lowered for m in ("content_policy", "content_filter",
+                                                      "content management policy")):
+        error = ContentPolicyViolationError(message, code=code, param=param, provider=provider)
+    else:
+        error = error_for_status(status, message, code=code, param=param, provider=provider, headers=headers)
+    # Kept for providers whose error bodies say more than the status (see providers.upstream_errors).
+    error.upstream_status, error.upstream_body = status, body
+    return error
 
 
 def redact(text: str) -> str:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from dheera_ai.errors import AuthenticationError, BadRequestError
+import base64
+import struct
+from contextlib import contextmanager
+
+import orjson
+
+from dheera_ai.errors import (
+    AuthenticationError,
+    BadRequestError,
+    DheeraAIError,
+    UnsupportedParamsError,
+    error_for_kind,
+)
+from dheera_ai.translate import TranslationError, UnsupportedParamError
 from dheera_ai.types import Call, Deployment, Reply
 
 
@@ -55,6 +68,80 @@ def require_param(deployment: Deployment, name: str, env_fallback: str | None = 
     raise AuthenticationError(
         f"Model '{deployment.model_name}' has no {name} for provider '{deployment.provider}': "
         f"{where} on the gateway.", code="missing_provider_credentials", provider=deployment.provider)
+
+
+def drop_params(call: Call, deployment: Deployment) -> bool:
+    """Whether parameters the upstream is known to reject are dropped instead of refused.
+
+    The deployment's own `drop_params` wins; else `dheera_ai_settings.drop_params`, which the
+    enrichment plugin copies onto `call.gateway_params`.
+    """
+    own = deployment.params.get("drop_params")
+    return bool(call.gateway_params.get("drop_params") if own is None else own)
+
+
+def bad_request(exc: ValueError, provider: str) -> BadRequestError:
+    """A translation failure (`dheera_ai.translate`) as the client's 400, naming the field when known."""
+    param = getattr(exc, "param", None)
+    if isinstance(exc, UnsupportedParamError):
+        return UnsupportedParamsError(f"{provider}: {exc} (leave it out, or set drop_params: true to drop it)",
+                                      param=param, code="unsupported_parameter", provider=provider)
+    return BadRequestError(f"{provider}: {exc}", param=param, code="invalid_value", provider=provider)
+
+
+@contextmanager
+def upstream_errors(classify, provider: str):
+    """Re-map an upstream's error answer by what its body says, not only its status.
+
+    `classify(status, parsed_body)` returns an error kind (`dheera_ai.errors.error_for_kind`)
+    or None to keep the status-based error. The message and Retry-After are kept.
+    """
+    try:
+        yield
+    except DheeraAIError as error:
+        body = getattr(error, "upstream_body", None)
+        if body is None:
+            raise
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        kind = classify(error.upstream_status, parsed)
+        if kind is None:
+            raise
+        raise error_for_kind(kind, error.message, code=error.code, param=error.param, provider=provider,
+                             headers=error.headers) from None
+
+
+@contextmanager
+def replaced_body(call: Call, body: dict):
+    """`call.body` is `body` for the duration: a provider adjusting what goes upstream for itself
+    only, so a retry on another deployment starts again from the client's body."""
+    original = call.body
+    call.body = body
+    try:
+        yield
+    finally:
+        call.body = original
+
+
+def embedding_inputs(body: dict) -> list[str]:
+    """`input` of an embeddings request as a list of strings (token arrays cannot be translated)."""
+    value = body.get("input")
+    inputs = [value] if isinstance(value, str) else value
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+        raise TranslationError("input", "input must be a string or a non-empty list of strings for this provider")
+    return inputs
+
+
+def encode_embeddings(result: dict, encoding_format: str | None) -> dict:
+    """An OpenAI embedding list with vectors as OpenAI sends them for `encoding_format: base64`
+    (little-endian float32, base64) when asked; the openai SDK asks by default."""
+    if encoding_format == "base64":
+        for item in result["data"]:
+            vector = item["embedding"]
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return result
 
 
 class ProviderRegistry:

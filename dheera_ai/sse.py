@@ -92,30 +92,83 @@ def _data_of(item: bytes) -> bytes:
 
 
 def named_event(name: str, data) -> bytes:
-    """One named event (`event: X` then `data:`), as the Responses and Anthropic streams send them."""
-    payload = data if isinstance(data, bytes) else orjson.dumps(data)
-    return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
+    """One named event (`event: X` then `data:`), as Anthropic and the Responses API send them."""
+    return b"event: " + name.encode() + b"\n" + event(data)
 
 
 def parse_events(chunks):
-    """Split an SSE byte stream into `(event name or None, data bytes)` pairs; comments are skipped."""
+    """(event name or "", data text) for each event of an SSE byte stream; comments are skipped.
+
+    For providers that must translate a stream event by event (Anthropic, Gemini, Responses).
+    """
     pending = b""
     for data in chunks:
-        pending += data.replace(b"\r\n", b"\n")
-        *complete, pending = pending.split(b"\n\n")
-        for item in complete:
-            parsed = _parse_one(item)
+        pending = (pending + data).replace(b"\r\n", b"\n")
+        while True:
+            end = pending.find(b"\n\n")
+            if end < 0:
+                break
+            block, pending = pending[:end], pending[end + 2:]
+            parsed = _parse_block(block)
             if parsed is not None:
                 yield parsed
-    parsed = _parse_one(pending)
-    if parsed is not None:
-        yield parsed
+    if pending.strip():
+        parsed = _parse_block(pending)
+        if parsed is not None:
+            yield parsed
 
 
-def _parse_one(item: bytes):
-    name = None
-    for line in item.split(b"\n"):
+def relay_named_events(chunks, watch):
+    """Pass an SSE byte stream through unchanged, whole events at a time, calling
+    `watch(name, data_text)` on each event (to read usage) without re-encoding anything."""
+    received: list = []
+
+    def tap():
+        for data in chunks:
+            received.append(data)
+            yield data
+
+    for name, data in parse_events(tap()):
+        if received:
+            yield b"".join(received)
+            received.clear()
+        watch(name, data)
+    if received:
+        yield b"".join(received)
+
+
+def _parse_block(block: bytes):
+    name, lines = "", []
+    for line in block.split(b"\n"):
         if line.startswith(b"event:"):
             name = line[6:].strip().decode()
-    data = _data_of(item)
-    return (name, data) if data else None
+        elif line.startswith(b"data:"):
+            lines.append(line[5:].lstrip())
+    if not lines:
+        return None
+    return name, b"\n".join(lines).decode("utf-8", "replace")
+
+
+def translated_chat_stream(chunks, translator, reply: Reply, include_usage: bool, *, feed=None,
+                           failure=(), convert=None):
+    """A foreign event stream as OpenAI chat chunks, ending in `data: [DONE]`.
+
+    `translator` is one of the `dheera_ai.translate` stream classes: `feed(event name, data)`
+    (or the `feed` given) returns the chunk dicts for one event, and `usage`/`usage_chunk()` the
+    totals. An exception of a `failure` type (an error event) is raised as `convert(exc)`. The
+    usage chunk is sent only when the client asked for it.
+    """
+    feed = feed or translator.feed
+    for name, data in parse_events(chunks):
+        try:
+            produced = feed(name, orjson.loads(data))
+        except orjson.JSONDecodeError:
+            continue  # a keep-alive or a payload no client could use
+        except failure as exc:
+            raise convert(exc) from None
+        for chunk in produced:
+            yield event(chunk)
+    reply.usage = Usage.from_openai(translator.usage)
+    if include_usage and translator.usage is not None:
+        yield event(translator.usage_chunk())
+    yield DONE

@@ -8,4 +8,10 @@ BUILTIN = (
     "plugins.call_log",
     "plugins.providers.openai",
     "plugins.providers.mock",
+    "plugins.providers.azure",
+    "plugins.providers.anthropic",
+    "plugins.providers.cohere",
+    "plugins.providers.gemini",
+    "plugins.providers.dheera_ai_proxy",
+    "plugins.providers.openai_compatible",
 )

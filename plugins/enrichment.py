@@ -30,3 +30,7 @@ def dheera_ai_pre_call(call, settings):
         tags += list(call.principal.tags)
     call.tags = list(dict.fromkeys(tags))  # merged, first occurrence wins, order kept
 
+    if settings.dheera_ai_settings.get("drop_params"):
+        # Read by providers through dheera_ai.providers.drop_params (a deployment may override it).
+        params["drop_params"] = True
+

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 import orjson
 
 from dheera_ai import hookimpl, http
-from dheera_ai.errors import APIError
+from dheera_ai.errors import APIError, BadRequestError
 from dheera_ai.multipart import MultipartBody
 from dheera_ai.providers import Provider, require_param
 from dheera_ai.sse import relay_openai_events, relay_responses_events
@@ -34,6 +35,10 @@ class OpenAIProvider(Provider):
 
     def auth_headers(self, deployment: Deployment) -> dict:
         return {"Authorization": "Bearer " + require_param(deployment, "api_key", self.api_key_env)}
+
+    def model_name(self, deployment: Deployment) -> str:
+        """The `model` the upstream is sent (Azure: the deployment name less any route marker)."""
+        return deployment.model
 
     def chat_completions(self, call: Call, deployment: Deployment) -> Reply:
         return self._generation(call, deployment, "chat/completions")
@@ -122,7 +127,7 @@ class OpenAIProvider(Provider):
 
     def _multipart(self, call: Call, deployment: Deployment, operation: str) -> Reply:
         """Uploads streamed upstream from where the gateway spooled them; the answer passed through."""
-        fields = dict(call.body, model=deployment.model)
+        fields = dict(call.body, model=self.model_name(deployment))
         body = MultipartBody(fields, call.files)
         response = http.post(self.url(deployment, operation), data=body,
                              headers={**self.auth_headers(deployment), "Content-Type": body.content_type},
@@ -134,14 +139,19 @@ class OpenAIProvider(Provider):
 
     def _post(self, call: Call, deployment: Deployment, operation: str, body: dict | None = None,
               stream: bool = False):
-        body = dict(call.body if body is None else body, model=deployment.model)
+        body = dict(call.body if body is None else body, model=self.model_name(deployment))
         timeout = deployment.param("stream_timeout" if stream else "timeout") or deployment.param("timeout")
         return http.post(self.url(deployment, operation), json_body=body, headers=self.auth_headers(deployment),
                          timeout=timeout, stream=stream, provider=self.name, call=call)
 
     def _stored_response(self, call: Call, deployment: Deployment, method: str, suffix: str) -> Reply:
+        """GET/DELETE `responses/{id}...` where it was created; list parameters pass through."""
+        response_id = call.body.get("response_id")
+        if not isinstance(response_id, str) or not response_id:
+            raise BadRequestError("A response id is required.", param="response_id")
+        response_id = quote(response_id, safe="")  # an id never changes which URL is called
         params = {k: v for k, v in call.body.items() if k not in ("response_id", "model")}
-        response = http.request(method, self.url(deployment, f"responses/{call.body['response_id']}{suffix}"),
+        response = http.request(method, self.url(deployment, f"responses/{response_id}{suffix}"),
                                 headers=self.auth_headers(deployment), params=params or None,
                                 timeout=deployment.param("timeout"), provider=self.name, call=call)
         return Reply(body=response.content)

@@ -1,7 +1,8 @@
 """A threaded fake upstream on 127.0.0.1 that records what it was sent and answers as scripted.
 
 Each test scripts answers with `upstream.respond(...)`/`upstream.stream(...)`/`upstream.fail(...)`;
-with nothing scripted, `/chat/completions` answers like OpenAI (plain or streamed).
+with nothing scripted, a handler added with `upstream.route(path, handler)` answers, else
+`/chat/completions` answers like OpenAI (plain or streamed).
 `upstream.always(prefix, ...)` answers every request under a path prefix the same way (a
 deployment that is down, or slow) until `upstream.clear()`; scripted answers still come first.
 """
@@ -53,7 +54,8 @@ class Script:
     status: int = 200
     body: bytes | None = None
     headers: dict = field(default_factory=dict)
-    events: list | None = None  # SSE payloads (dicts or raw strings), sent one by one
+    # SSE payloads (dicts or raw strings, or (event name, payload) pairs), sent one by one
+    events: list | None = None
     delay: float = 0.0  # before the answer
     event_delay: float = 0.0  # between events
     drop: bool = False  # close the connection without answering
@@ -92,6 +94,7 @@ class FakeUpstream:
     def __init__(self):
         self.requests: list[Recorded] = []
         self._scripts: list[Script] = []
+        self._routes: dict = {}  # path (without query) -> handler(Recorded) -> Script
         self._lock = threading.Lock()
         self.closed_streams = 0  # streams whose client (the gateway) went away early
         self.chunked_uploads = 0
@@ -158,6 +161,11 @@ class FakeUpstream:
     def fail(self, status, message="upstream failure", headers=None, code=None, err_type="invalid_request_error"):
         body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
         self.respond(body, status=status, headers=headers)
+
+    def route(self, path, handler):
+        """Answer requests to `path` (query ignored) with `handler(recorded)`, a `Script`, when
+        nothing is scripted: a provider's documented default behaviour for a whole test."""
+        self._routes[path] = handler
 
     def drop(self):
         self._scripts.append(Script(drop=True))
@@ -251,12 +259,10 @@ class FakeUpstream:
         handler.close_connection = True
         try:
             for item in script.events:
-                name = None
-                if isinstance(item, tuple):
-                    name, item = item
+                name, item = item if isinstance(item, tuple) else (None, item)
                 payload = item if isinstance(item, str) else json.dumps(item)
-                head = f"event: {name}\n" if name else ""
-                handler.wfile.write(f"{head}data: {payload}\n\n".encode())
+                prefix = f"event: {name}\n" if name else ""
+                handler.wfile.write(f"{prefix}data: {payload}\n\n".encode())
                 handler.wfile.flush()
                 if script.event_delay:
                     time.sleep(script.event_delay)
@@ -270,6 +276,8 @@ class FakeUpstream:
 
     def _default(self, recorded) -> Script:
         path = recorded.path.split("?", 1)[0]
+        if path in self._routes:
+            return self._routes[path](recorded)
         if path.endswith("/chat/completions"):
             body = recorded.json
             if body.get("stream"):
