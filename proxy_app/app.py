@@ -10,7 +10,8 @@ from flask import Flask
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
 from proxy_app import calls, errors
-from proxy_app.blueprints import chat, health, models
+from proxy_app.blueprints import chat, health, keys, models, teams, users
+from proxy_app.state import State
 
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
 
@@ -38,15 +39,20 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     `load_entrypoints=False` and the plugins they want."""
     raw, source = load_raw_config(test_config)
     engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints, plugins=plugins)
+    # Built here, in the worker, after gunicorn forked: nothing connects before this point.
+    state = State(engine.config)
+    state.try_ensure_schema()
+    engine.plugin_manager.register(state.auth, name="virtual-keys")
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
+    app.extensions["dheera_ai_state"] = state
     errors.register(app)
     app.before_request(calls.start_request)
     app.after_request(calls.add_call_headers)
-    for blueprint in (chat.bp, models.bp, health.bp):
+    for blueprint in (chat.bp, models.bp, health.bp, keys.bp, users.bp, teams.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app
