@@ -58,11 +58,11 @@ def new():
 @bp.get("/team/info")
 def info():
     principal = admin.caller()
-    team_id = admin.query("team_id", required=not principal.team_id)
-    if not admin.is_admin(principal) and team_id not in (None, principal.team_id):
+    team_id = admin.query("team_id", required=not principal.team_id) or principal.team_id
+    if not admin.is_admin(principal) and team_id != principal.team_id:
         raise PermissionDeniedError("A key may only look up its own team.", code="admin_only")
     store = admin.store()
-    team = existing_team(store, team_id or principal.team_id)
+    team = existing_team(store, team_id)
     keys, _ = store.list_keys(team_id=team["team_id"], limit=1000)
     return {"team_id": team["team_id"], "team_info": team_view(store, team), "keys": [key_view(k) for k in keys]}
 

@@ -47,10 +47,9 @@ def new():
 @bp.get("/user/info")
 def info():
     principal = admin.caller()
-    user_id = admin.query("user_id", required=not principal.user_id)
+    user_id = admin.query("user_id", required=not principal.user_id) or principal.user_id
     if not admin.is_admin(principal) and user_id != principal.user_id:
         raise PermissionDeniedError("A key may only look up its own user.", code="admin_only")
-    user_id = user_id or principal.user_id
     store = admin.store()
     user = store.get_user(user_id)
     if user is None:
