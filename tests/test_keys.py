@@ -98,7 +98,7 @@ def test_duration_sets_expires(client, auth):
     assert made["expires"].endswith("Z")
     import datetime
     expires = datetime.datetime.fromisoformat(made["expires"].replace("Z", "+00:00"))
-    left = expires - datetime.datetime.now(datetime.timezone.utc)
+    left = expires - datetime.datetime.now(datetime.UTC)
     assert datetime.timedelta(minutes=59) < left <= datetime.timedelta(hours=1)
 
 

@@ -91,7 +91,8 @@ def test_narrowing_or_blocking_a_team_reaches_its_keys_at_once(client, auth):
 def test_team_info_members_and_delete(client, auth):
     for user in ("a", "b", "c"):
         post(client, auth, "/user/new", user_id=user, auto_create_key=False)
-    made = post(client, auth, "/team/new", team_alias="Research", members_with_roles=[{"user_id": "a", "role": "admin"}])
+    made = post(client, auth, "/team/new", team_alias="Research",
+                members_with_roles=[{"user_id": "a", "role": "admin"}])
     team_id = made.json["team_id"]
     post(client, auth, "/team/member_add", team_id=team_id, member=[{"user_id": "b"}, {"user_id": "c"}])
     post(client, auth, "/team/member_delete", team_id=team_id, user_id="c")
