@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import MASTER_KEY
 from tests.support.services import PostgresSchema, redis_url
 from tests.support.tcp_proxy import TCPProxy
-from tests.test_keys import bearer, chat, generate
+from tests.test_keys import chat, generate
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
