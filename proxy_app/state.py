@@ -16,7 +16,7 @@ class State:
         self.store = open_store(config)
         redis_url = config.general_settings.get("redis_url")
         self.invalidation = RedisInvalidation(redis_url) if redis_url else None
-        self.auth = VirtualKeyAuth(self.store, config, self.invalidation)
+        self.auth = VirtualKeyAuth(self.store, config, self.invalidation, ready=self.ensure_schema)
         self.schema_ready = False
 
     def ensure_schema(self) -> None:

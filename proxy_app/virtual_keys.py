@@ -110,8 +110,10 @@ class CachedKey:
 class VirtualKeyAuth:
     """The plugin object `create_app` registers: virtual keys checked before the master key."""
 
-    def __init__(self, store, config, invalidation=None, poll_seconds: float = POLL_SECONDS):
+    def __init__(self, store, config, invalidation=None, poll_seconds: float = POLL_SECONDS, ready=None):
         self.store = store
+        # Called before a lookup: migrates a store that was down when the worker started.
+        self.ready = ready or (lambda: None)
         self.invalidation = invalidation
         self.poll_seconds = poll_seconds
         self.groups = access_groups(config)
@@ -155,6 +157,7 @@ class VirtualKeyAuth:
 
     def _load(self, key_hash: str) -> CachedKey | None:
         try:
+            self.ready()
             row, revoked = self.store.lookup_key(key_hash)
             if row is None:
                 if revoked:

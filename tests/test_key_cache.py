@@ -36,8 +36,12 @@ def postgres_schema():
 
 
 def through(proxy: TCPProxy, url: str) -> str:
+    return through_port(proxy.port, url)
+
+
+def through_port(port: int, url: str) -> str:
     parts = urlsplit(url)
-    netloc = (f"{parts.username}@" if parts.username else "") + f"127.0.0.1:{proxy.port}"
+    netloc = (f"{parts.username}@" if parts.username else "") + f"127.0.0.1:{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
@@ -72,6 +76,22 @@ def test_a_store_outage_keeps_known_keys_working_and_answers_unknown_ones_503(ma
     assert ready["status"] == "degraded" and ready["state_store"]["status"] == "unreachable"
     assert "127.0.0.1" in ready["state_store"]["location"]
     assert client.post("/key/generate", headers=AUTH, json={}).status_code == 503
+
+
+def test_a_store_down_at_start_up_is_migrated_when_it_returns(make_app, base_config, postgres_schema):
+    from tests.support.servers import free_port
+    from tests.support.services import DATABASE_URL
+    port = free_port()
+    app = gateway(make_app, base_config, database_url=through_port(port, postgres_schema.url))
+    client = app.test_client()
+    assert chat(client, "sk-some-key-nobody-issued").status_code == 503  # down: not "unknown"
+
+    target = urlsplit(DATABASE_URL)
+    TCPProxy(target.hostname, target.port or 5432, port=port)
+    assert until(lambda: chat(client, "sk-some-key-nobody-issued").status_code != 503, timeout=10)
+    assert chat(client, "sk-some-key-nobody-issued").status_code == 401
+    key = generate(client, AUTH)["key"]
+    assert chat(client, key).status_code == 200
 
 
 def test_two_instances_on_postgres_and_redis_invalidate_each_other_within_a_second(make_app, base_config,

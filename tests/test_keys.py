@@ -226,3 +226,10 @@ def test_keys_never_reach_the_logs(client, auth, caplog):
     client.post("/key/block", headers=auth, json={"key": key})
     chat(client, key)
     assert key not in caplog.text
+
+
+def test_without_a_master_key_nobody_manages_keys(make_app, base_config):
+    del base_config["general_settings"]["master_key"]
+    client = make_app(base_config).test_client()
+    refused = client.post("/key/generate", json={})
+    assert refused.status_code == 403 and "master_key" in refused.json["error"]["message"]
