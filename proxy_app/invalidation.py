@@ -82,7 +82,8 @@ class RedisInvalidation:
             self._redis().ping()
             return {"status": "connected"}
         except Exception as exc:  # noqa: BLE001
-            return {"status": "unreachable", "error": str(exc)}
+            log.warning("Redis health check failed: %s", exc)
+            return {"status": "unreachable"}
 
     def close(self) -> None:
         self._stop.set()

@@ -74,7 +74,7 @@ def test_a_store_outage_keeps_known_keys_working_and_answers_unknown_ones_503(ma
     assert "store" in unknown.json["error"]["message"] and unknown.json["error"]["code"] == "store_unavailable"
     ready = client.get("/health/readiness").json
     assert ready["status"] == "degraded" and ready["state_store"]["status"] == "unreachable"
-    assert "127.0.0.1" in ready["state_store"]["location"]
+    assert "127.0.0.1" not in str(ready)  # an unauthenticated probe does not say where the database is
     assert client.post("/key/generate", headers=AUTH, json={}).status_code == 503
 
 
