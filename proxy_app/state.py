@@ -40,7 +40,7 @@ class State:
         try:
             self.ensure_schema()
             report.update(status="connected", schema_version=self.store.schema_version())
-        except StoreUnavailableError as exc:
+        except StoreUnavailableError:
             report.update(status="unreachable", error="the state store does not answer")
         out = {"state_store": report}
         if self.invalidation is not None:
