@@ -32,7 +32,8 @@ from proxy_app.store import StoreUnavailableError
 log = logging.getLogger("dheera_ai.keys")
 
 KEY_PREFIX = "sk-"
-ALL_MODELS = frozenset({"*", "all-proxy-models"})
+# LiteLLM's spellings of "no restriction of its own" ("all-team-models": whatever the team has).
+ALL_MODELS = frozenset({"*", "all-proxy-models", "all-team-models"})
 LIMITS = ("max_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests")
 POLL_SECONDS = 1.0
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
@@ -177,9 +178,10 @@ class VirtualKeyAuth:
 
     def _entry(self, row: dict, team: dict | None, user: dict | None) -> CachedKey:
         limits = {name: row[name] for name in LIMITS if row[name] is not None}
-        for name in LIMITS:  # the team's bound holds where the key sets none
-            if team and team[name] is not None and name not in limits:
-                limits[name] = team[name]
+        for name in LIMITS:  # the team's bound holds where the key sets none, or a looser one
+            if team and team[name] is not None:
+                if name not in limits or (name != "budget_duration" and team[name] < limits[name]):
+                    limits[name] = team[name]
         principal = Principal(
             kind="virtual_key", key_hash=row["key_hash"], key_alias=row["key_alias"], user_id=row["user_id"],
             team_id=row["team_id"],

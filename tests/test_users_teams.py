@@ -111,3 +111,15 @@ def test_team_info_members_and_delete(client, auth):
     assert chat(client, key["key"]).status_code == 401
     assert client.get("/team/info", headers=auth, query_string={"team_id": team_id}).status_code == 404
     assert post(client, auth, "/team/delete", team_ids=[team_id]).status_code == 404
+
+
+def test_a_key_carries_the_tighter_of_its_own_and_its_teams_limits(app, client, auth):
+    from dheera_ai.types import Credentials
+    post(client, auth, "/team/new", team_id="lim", rpm_limit=100, tpm_limit=1000, tags=["team-tag"])
+    key = generate(client, auth, team_id="lim", rpm_limit=50, tags=["key-tag"])["key"]
+    post(client, auth, "/team/update", team_id="lim", rpm_limit=10)  # narrowed after the key was made
+    principal = app.extensions["dheera_ai"].pipeline.authenticate(
+        Credentials(api_key=key, header="authorization", headers={}, path="/v1/chat/completions"))
+    assert principal.kind == "virtual_key" and principal.team_id == "lim"
+    assert principal.limits == {"rpm_limit": 10, "tpm_limit": 1000}
+    assert principal.tags == ("key-tag", "team-tag")

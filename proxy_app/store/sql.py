@@ -297,7 +297,8 @@ class SQLStore:
                 cur.execute(self._sql(f"UPDATE {table} SET {assignments} WHERE {key_column} = ?"), values + (key,))
         except Exception as exc:
             if self._is_unique_violation(exc):
-                raise ConflictError(f"That {what} alias is taken.", code=f"{what}_exists") from None
+                raise ConflictError(f"That {what} exists already (its id or alias is taken).",
+                                    code=f"{what}_exists") from None
             raise
         return cur.rowcount > 0
 
