@@ -123,3 +123,15 @@ def test_readiness_reports_the_store_and_redis(make_app, base_config):
     assert body["state_store"]["backend"] == "sqlite" and body["state_store"]["status"] == "connected"
     assert body["state_store"]["schema_version"] >= 1
     assert body["redis"]["status"] == "connected"
+
+
+def test_a_redis_outage_never_fails_an_admin_change(make_app, base_config, caplog):
+    from tests.support.servers import free_port
+    app = gateway(make_app, base_config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = app.test_client()
+    key = generate(client, AUTH)["key"]
+    assert chat(client, key).status_code == 200
+    assert client.post("/key/block", headers=AUTH, json={"key": key}).status_code == 200
+    assert chat(client, key).status_code == 401
+    assert "could not publish a key invalidation" in caplog.text
+    assert client.get("/health/readiness").json["redis"] == {"status": "unreachable"}
