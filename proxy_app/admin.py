@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from flask import current_app, request
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 
 from dheera_ai.errors import BadRequestError, PermissionDeniedError
 from dheera_ai.types import Principal
@@ -45,8 +45,17 @@ def require_admin() -> Principal:
 
 
 def body(schema: Schema) -> dict:
-    """The request's JSON, validated (400 naming the first bad field) and loaded."""
-    return schema.load(calls.json_body(schema))
+    """The request's JSON, validated (400 naming the first bad field) and loaded.
+
+    `load` decides, not only `calls.json_body`'s check: that one may vouch for a body by its known
+    fields alone, and admin schemas must also refuse unknown ones.
+    """
+    data = calls.json_body(schema)
+    try:
+        return schema.load(data)
+    except ValidationError as e:
+        field, message = calls._first_problem(e.messages)  # the same 400 json_body gives
+        raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value") from None
 
 
 def query(name: str, required: bool = True) -> str | None:
