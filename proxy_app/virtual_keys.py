@@ -168,9 +168,10 @@ class VirtualKeyAuth:
             team = self.store.get_team(row["team_id"]) if row["team_id"] else None
             user = self.store.get_user(row["user_id"]) if row["user_id"] else None
         except StoreUnavailableError as exc:
+            log.error("%s; an unknown key was answered 503", exc.message)  # where it is: for us, not the caller
             raise StoreUnavailableError(
-                "The key store is unreachable, so this key cannot be checked right now; retry shortly. "
-                f"({exc.message})", code="store_unavailable") from None
+                "The key store is down, so this key cannot be checked right now; retry shortly.",
+                code="store_unavailable") from None
         cached = self._entry(row, team, user)
         self._watch()
         self.cache[key_hash] = cached
