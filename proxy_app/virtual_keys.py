@@ -119,6 +119,8 @@ class VirtualKeyAuth:
         self.poll_seconds = poll_seconds
         self.groups = access_groups(config)
         self.cache: dict[str, CachedKey] = {}
+        # Moves on every invalidation, so a lookup that raced one does not cache what it read.
+        self._generation = 0
         self._version = None
         self._pid = None
         self._stop = threading.Event()
@@ -157,6 +159,7 @@ class VirtualKeyAuth:
     # -- cache -----------------------------------------------------------------------------------
 
     def _load(self, key_hash: str) -> CachedKey | None:
+        generation = self._generation
         try:
             self.ready()
             row, revoked = self.store.lookup_key(key_hash)
@@ -174,7 +177,8 @@ class VirtualKeyAuth:
                 code="store_unavailable") from None
         cached = self._entry(row, team, user)
         self._watch()
-        self.cache[key_hash] = cached
+        if generation == self._generation:
+            self.cache[key_hash] = cached
         return cached
 
     def _entry(self, row: dict, team: dict | None, user: dict | None) -> CachedKey:
@@ -199,6 +203,7 @@ class VirtualKeyAuth:
             self.invalidation.publish(key_hashes)
 
     def _forget(self, key_hashes=None) -> None:
+        self._generation += 1
         if key_hashes is None:
             self.cache.clear()
         else:
@@ -228,7 +233,7 @@ class VirtualKeyAuth:
                 continue
             if version != self._version:
                 self._version = version
-                self.cache.clear()
+                self._forget()
 
     def close(self) -> None:
         self._stop.set()
