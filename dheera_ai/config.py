@@ -129,8 +129,10 @@ class GeneralSettingsSchema(Schema):
         unknown = INCLUDE
 
     master_key = fields.String(allow_none=True, validate=validate.Length(min=8))
-    database_url = fields.String(allow_none=True)
-    redis_url = fields.String(allow_none=True)
+    database_url = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^(sqlite:///|postgres(ql)?://)", error="must start with sqlite:/// or postgresql://"))
+    redis_url = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^(redis|rediss|unix)://", error="must start with redis://, rediss:// or unix://"))
     max_request_size_mb = fields.Float(load_default=32.0, validate=_positive)
     allow_client_side_credentials = fields.Boolean(load_default=False)
     # Hosts, addresses or networks (CIDR) a client-supplied api_base may reach although they are

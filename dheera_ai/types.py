@@ -88,6 +88,11 @@ class Principal:
     models: frozenset | None = None
     metadata: dict = field(default_factory=dict)
     tags: tuple = ()
+    # The key's user's role ("proxy_admin" may manage keys, users and teams).
+    user_role: str | None = None
+    # What bounds this caller's use: max_budget, budget_duration, rpm_limit, tpm_limit,
+    # max_parallel_requests (a virtual key's, already bounded by its team's); absent = unbounded.
+    limits: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -18,12 +18,16 @@ from proxy_app.blueprints import (
     embeddings,
     health,
     images,
+    keys,
     messages,
     models,
     moderations,
     rerank,
     responses,
+    teams,
+    users,
 )
+from proxy_app.state import State
 
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
 
@@ -53,17 +57,23 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     gateway_metrics = metrics.Metrics()
     engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints,
                                     plugins=[*plugins, gateway_metrics])
+    # Built here, in the worker, after gunicorn forked: nothing connects before this point.
+    state = State(engine.config)
+    state.try_ensure_schema()
+    engine.plugin_manager.register(state.auth, name="virtual-keys")
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
     app.extensions["dheera_ai.metrics"] = gateway_metrics
+    app.extensions["dheera_ai_state"] = state
     errors.register(app)
     app.before_request(calls.start_request)
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
-                      responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp):
+                      responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
+                      keys.bp, users.bp, teams.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app

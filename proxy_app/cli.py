@@ -49,6 +49,7 @@ def main(argv=None) -> None:
         sys.exit(f"dheera_ai: {e}")
 
     config = engine.config
+    state = describe_state(config)
     host = args.host
     why = ""
     if host is None:
@@ -67,10 +68,28 @@ def main(argv=None) -> None:
     print(f"Dheera AI gateway on http://{shown_host}:{args.port}  (bind {host}, {workers} gevent worker(s))\n"
           f"  config: {source or f'--model {args.model}'}\n"
           f"  models: {', '.join(models) if models else '(none)'}\n"
-          f"  state:  none yet (keys, teams and spend arrive with the state store)\n{why}",
+          f"  state:  {state}\n{why}",
           file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:proxy_app.gunicorn_settings", "wsgi:app"]
     os.execve(sys.executable, command, env)
+
+
+def describe_state(config) -> str:
+    """Migrate the store once before the workers start, and say where it is."""
+    from proxy_app.store import StoreUnavailableError, open_store
+
+    store = open_store(config)
+    try:
+        store.migrate()
+        line = f"{store.backend} {store.describe()} (schema v{store.schema_version()})"
+    except StoreUnavailableError as e:
+        # Start anyway: workers retry, and keys they have seen keep working while it is down.
+        line = f"{store.backend} {store.describe()} UNREACHABLE ({e.message})"
+    finally:
+        store.close()
+    if config.general_settings.get("redis_url"):
+        line += "; Redis for key-cache invalidation"
+    return line
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ def upstream():
 
 
 @pytest.fixture
-def base_config(upstream):
-    """A gateway with one OpenAI-compatible deployment on the fake upstream and the mock model."""
+def base_config(upstream, tmp_path):
+    """A gateway with one OpenAI-compatible deployment on the fake upstream and the mock model,
+    its state in a SQLite file of its own."""
     return {
         "model_list": [
             {"model_name": "gpt-4o-mini",
@@ -32,15 +33,22 @@ def base_config(upstream):
                                   "api_key": "sk-upstream-secret"}},
             {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}},
         ],
-        "general_settings": {"master_key": MASTER_KEY},
+        "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path}/state.sqlite3"},
     }
 
 
 @pytest.fixture
 def make_app():
+    """Build gateways; their state (store connections, key-cache threads) is closed afterwards."""
+    built = []
+
     def make(config, extra_plugins=()):
-        return create_app(config, load_entrypoints=False, plugins=builtin_plugins() + list(extra_plugins))
-    return make
+        app = create_app(config, load_entrypoints=False, plugins=builtin_plugins() + list(extra_plugins))
+        built.append(app)
+        return app
+    yield make
+    for app in built:
+        app.extensions["dheera_ai_state"].close()
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def test_a_third_party_distribution_is_live_once_installed(tmp_path):
                                    json=body)
         print(json.dumps(r.get_json()))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                             env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"answered_by": "the sample plugin",

@@ -3,7 +3,7 @@
 from flask import Blueprint
 
 import dheera_ai
-from proxy_app import calls
+from proxy_app import admin, calls
 
 bp = Blueprint("health", __name__)
 
@@ -17,10 +17,13 @@ def liveness():
 @bp.get("/health/readiness")
 def readiness():
     engine = calls.engine()
+    state = admin.state().health()
+    # Known keys keep working from the cache while the store is down, so the instance stays
+    # "ready" (taking it out of rotation would refuse them too); the report says what is degraded.
+    degraded = state["state_store"]["status"] != "connected" or state.get("redis", {}).get("status") == "unreachable"
     return {
-        "status": "ready",
+        "status": "degraded" if degraded else "ready",
         "version": dheera_ai.__version__,
-        # Nothing is stored yet: keys, teams and spend arrive with the state store.
-        "state_store": {"backend": "none", "status": "not configured"},
+        **state,
         "models": len(engine.router.model_names()),
     }

@@ -1,0 +1,120 @@
+"""Teams: `/team/new`, `/team/info`, `/team/update`, `/team/member_add`, `/team/member_delete`,
+`/team/delete`.
+
+A team's models and limits bound its keys: a key asking for more is refused when it is made,
+and a team narrowed later narrows its keys at once (they are checked against both).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint
+
+from dheera_ai.errors import BadRequestError, NotFoundError, PermissionDeniedError
+from proxy_app import admin
+from proxy_app.admin_schemas import (
+    TeamDeleteSchema,
+    TeamMemberAddSchema,
+    TeamMemberDeleteSchema,
+    TeamNewSchema,
+    TeamUpdateSchema,
+)
+from proxy_app.blueprints.keys import key_view
+
+bp = Blueprint("teams", __name__)
+_new, _update, _delete = TeamNewSchema(), TeamUpdateSchema(), TeamDeleteSchema()
+_member_add, _member_delete = TeamMemberAddSchema(), TeamMemberDeleteSchema()
+
+
+def existing_team(store, team_id: str) -> dict:
+    team = store.get_team(team_id)
+    if team is None:
+        raise NotFoundError(f"There is no team '{team_id}'.", param="team_id", code="team_not_found")
+    return team
+
+
+def team_view(store, team: dict) -> dict:
+    return {**admin.view(team), "members_with_roles": store.team_members(team["team_id"])}
+
+
+def _members(store, members: list[dict], param: str) -> list[tuple[str, str]]:
+    for member in members:
+        if store.get_user(member["user_id"]) is None:
+            raise BadRequestError(f"There is no user '{member['user_id']}'.", param=param, code="user_not_found")
+    return [(m["user_id"], m["role"]) for m in members]
+
+
+@bp.post("/team/new")
+def new():
+    admin.require_admin()
+    data = admin.body(_new)
+    store = admin.store()
+    members = _members(store, data.pop("members_with_roles", []), "members_with_roles")
+    data.setdefault("team_id", str(uuid.uuid4()))
+    return team_view(store, store.insert_team(data, members))
+
+
+@bp.get("/team/info")
+def info():
+    principal = admin.caller()
+    team_id = admin.query("team_id", required=not principal.team_id) or principal.team_id
+    if not admin.is_admin(principal) and team_id != principal.team_id:
+        raise PermissionDeniedError("A key may only look up its own team.", code="admin_only")
+    store = admin.store()
+    team = existing_team(store, team_id)
+    keys, _ = store.list_keys(team_id=team["team_id"], limit=1000)
+    return {"team_id": team["team_id"], "team_info": team_view(store, team), "keys": [key_view(k) for k in keys]}
+
+
+@bp.post("/team/update")
+def update():
+    admin.require_admin()
+    data = admin.body(_update)
+    team_id = data.pop("team_id")
+    store = admin.store()
+    existing_team(store, team_id)
+    team = store.update_team(team_id, data)
+    admin.state().auth.invalidate()  # every key of the team is bounded anew
+    return team_view(store, team)
+
+
+@bp.post("/team/member_add")
+def member_add():
+    admin.require_admin()
+    data = admin.body(_member_add)
+    store = admin.store()
+    team = existing_team(store, data["team_id"])
+    store.add_team_members(team["team_id"], _members(store, data["member"], "member"))
+    return team_view(store, team)
+
+
+@bp.post("/team/member_delete")
+def member_delete():
+    admin.require_admin()
+    data = admin.body(_member_delete)
+    user_ids = ([data["user_id"]] if data.get("user_id") else []) + (data.get("user_ids") or [])
+    if not user_ids:
+        raise BadRequestError("Give 'user_id' or 'user_ids'.", param="user_id", code="missing_parameter")
+    store = admin.store()
+    team = existing_team(store, data["team_id"])
+    removed = store.remove_team_members(team["team_id"], user_ids)
+    missing = [u for u in user_ids if u not in removed]
+    if missing:
+        raise NotFoundError(f"Not a member of team '{team['team_id']}': {', '.join(missing)}.",
+                            param="user_id", code="member_not_found")
+    return team_view(store, team)
+
+
+@bp.post("/team/delete")
+def delete():
+    admin.require_admin()
+    team_ids = admin.body(_delete)["team_ids"]
+    store = admin.store()
+    missing = [t for t in team_ids if store.get_team(t) is None]
+    if missing:
+        raise NotFoundError(f"There is no team {', '.join(missing)}; nothing was deleted.",
+                            param="team_ids", code="team_not_found")
+    deleted, keys = store.delete_teams(team_ids)
+    admin.state().auth.invalidate(keys)
+    return {"deleted_teams": deleted, "deleted_keys": keys}

@@ -1,0 +1,87 @@
+"""Users: `/user/new`, `/user/info`, `/user/update`, `/user/delete`.
+
+A user owns keys and may belong to teams; its `user_role` decides whether its keys are admin
+keys (`proxy_admin`). Deleting a user deletes its keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint
+
+from dheera_ai.errors import BadRequestError, NotFoundError, PermissionDeniedError
+from proxy_app import admin
+from proxy_app.admin_schemas import UserDeleteSchema, UserNewSchema, UserUpdateSchema
+from proxy_app.blueprints.keys import create_key, key_view
+
+bp = Blueprint("users", __name__)
+_new, _update, _delete = UserNewSchema(), UserUpdateSchema(), UserDeleteSchema()
+DEFAULT_ROLE = "internal_user"
+
+
+@bp.post("/user/new")
+def new():
+    admin.require_admin()
+    data = admin.body(_new)
+    store = admin.store()
+    teams = data.pop("teams", [])
+    for team_id in teams:
+        if store.get_team(team_id) is None:
+            raise BadRequestError(f"There is no team '{team_id}'.", param="teams", code="team_not_found")
+    key_fields = {name: data.pop(name) for name in ("key_alias", "duration") if name in data}
+    auto_create_key = data.pop("auto_create_key")
+    data.setdefault("user_id", str(uuid.uuid4()))
+    data.setdefault("user_role", DEFAULT_ROLE)
+    user = store.insert_user(data)
+    for team_id in teams:
+        store.add_team_members(team_id, [(user["user_id"], "user")])
+    out = {**admin.view(user), "teams": teams}
+    if auto_create_key:
+        key = create_key(store, {"user_id": user["user_id"], "models": user["models"], **key_fields})
+        out["key"] = key["key"]
+        out["token"] = key["token"]
+    return out
+
+
+@bp.get("/user/info")
+def info():
+    principal = admin.caller()
+    user_id = admin.query("user_id", required=not principal.user_id) or principal.user_id
+    if not admin.is_admin(principal) and user_id != principal.user_id:
+        raise PermissionDeniedError("A key may only look up its own user.", code="admin_only")
+    store = admin.store()
+    user = store.get_user(user_id)
+    if user is None:
+        raise NotFoundError(f"There is no user '{user_id}'.", param="user_id", code="user_not_found")
+    keys, _ = store.list_keys(user_id=user_id, limit=1000)
+    return {"user_id": user_id, "user_info": admin.view(user), "keys": [key_view(k) for k in keys],
+            "teams": store.user_teams(user_id)}
+
+
+@bp.post("/user/update")
+def update():
+    admin.require_admin()
+    data = admin.body(_update)
+    user_id = data.pop("user_id")
+    store = admin.store()
+    user = store.update_user(user_id, data)
+    if user is None:
+        raise NotFoundError(f"There is no user '{user_id}'.", param="user_id", code="user_not_found")
+    # A role or model change alters what the user's cached keys may do.
+    admin.state().auth.invalidate()
+    return admin.view(user)
+
+
+@bp.post("/user/delete")
+def delete():
+    admin.require_admin()
+    user_ids = admin.body(_delete)["user_ids"]
+    store = admin.store()
+    missing = [u for u in user_ids if store.get_user(u) is None]
+    if missing:
+        raise NotFoundError(f"There is no user {', '.join(missing)}; nothing was deleted.",
+                            param="user_ids", code="user_not_found")
+    deleted, keys = store.delete_users(user_ids)
+    admin.state().auth.invalidate(keys)
+    return {"deleted_users": deleted, "deleted_keys": keys}

@@ -1,0 +1,52 @@
+"""The gateway's state, assembled by `create_app`: the store, the key cache and Redis."""
+
+from __future__ import annotations
+
+import logging
+
+from proxy_app.invalidation import RedisInvalidation
+from proxy_app.store import StoreUnavailableError, open_store
+from proxy_app.virtual_keys import VirtualKeyAuth
+
+log = logging.getLogger("dheera_ai.state")
+
+
+class State:
+    def __init__(self, config):
+        self.store = open_store(config)
+        redis_url = config.general_settings.get("redis_url")
+        self.invalidation = RedisInvalidation(redis_url) if redis_url else None
+        self.auth = VirtualKeyAuth(self.store, config, self.invalidation, ready=self.ensure_schema)
+        self.schema_ready = False
+
+    def ensure_schema(self) -> None:
+        """Migrate once; an unreachable store is reported (503), and retried on the next use."""
+        if self.schema_ready:
+            return
+        applied = self.store.migrate()
+        if applied:
+            log.info("state store %s: applied migrations %s", self.store.describe(), applied)
+        self.schema_ready = True
+
+    def try_ensure_schema(self) -> None:
+        try:
+            self.ensure_schema()
+        except StoreUnavailableError as exc:
+            log.error("%s; keys will be checked once it answers", exc.message)
+
+    def health(self) -> dict:
+        # No location: readiness answers without a key, and where the database lives is no one's business.
+        report = {"backend": self.store.backend}
+        try:
+            self.ensure_schema()
+            report.update(status="connected", schema_version=self.store.schema_version())
+        except StoreUnavailableError:
+            report.update(status="unreachable", error="the state store does not answer")
+        out = {"state_store": report}
+        if self.invalidation is not None:
+            out["redis"] = self.invalidation.health()
+        return out
+
+    def close(self) -> None:
+        self.auth.close()
+        self.store.close()

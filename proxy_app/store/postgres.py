@@ -1,0 +1,83 @@
+"""The shared store: PostgreSQL through psycopg 3, for several gateway instances at once.
+
+A small connection pool per process, opened on first use (never before gunicorn forks), with
+short connect and wait timeouts so an outage turns into a prompt 503, not a hung worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+from proxy_app.store.sql import SQLStore, StoreUnavailableError
+
+CONNECT_TIMEOUT_S = 3
+POOL_WAIT_S = 2
+# Any constant shared by every instance: whoever holds it migrates, the others wait.
+MIGRATION_LOCK_ID = 0x44686565726141  # "DheeraA"
+
+
+class PostgresStore(SQLStore):
+    backend = "postgresql"
+
+    def __init__(self, url: str, max_connections: int = 4):
+        self.url = url
+        self.max_connections = max_connections
+        self._pool = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        """The URL with any password taken out."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    def _get_pool(self):
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    from psycopg_pool import ConnectionPool
+
+                    self._pool = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, open=True,
+                                                timeout=POOL_WAIT_S, kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                                                name="dheera_ai_store")
+                    self._pid = os.getpid()
+        return self._pool
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool = False):
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailableError(f"The state store ({self.describe()}) is unavailable: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                        code="store_unavailable") from None
+
+    def _lock_migrations(self, cursor) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+
+    @contextlib.contextmanager
+    def _savepoint(self, cur):
+        with cur.connection.transaction():
+            yield
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        import psycopg.errors
+
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None

@@ -1,0 +1,137 @@
+"""The virtual-key hot path: answered from the cache, invalidated everywhere, calm when the store is down."""
+
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.conftest import MASTER_KEY
+from tests.support.services import PostgresSchema, redis_url
+from tests.support.tcp_proxy import TCPProxy
+from tests.test_keys import chat, generate
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+def until(condition, timeout=3.0):
+    """Wait until `condition()` holds (or give up); returns whether it did."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def gateway(make_app, base_config, **general_settings):
+    config = {**base_config, "general_settings": {**base_config["general_settings"], **general_settings}}
+    return make_app(config)
+
+
+@pytest.fixture
+def postgres_schema():
+    schema = PostgresSchema()
+    yield schema
+    schema.drop()
+
+
+def through(proxy: TCPProxy, url: str) -> str:
+    return through_port(proxy.port, url)
+
+
+def through_port(port: int, url: str) -> str:
+    parts = urlsplit(url)
+    netloc = (f"{parts.username}@" if parts.username else "") + f"127.0.0.1:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+def test_workers_of_one_instance_see_a_revocation_without_redis(make_app, base_config):
+    # Two apps on one SQLite file are two gunicorn workers of one instance: separate caches.
+    worker_a, worker_b = make_app(base_config).test_client(), make_app(base_config).test_client()
+    key = generate(worker_a, AUTH)["key"]
+    assert chat(worker_a, key).status_code == 200 and chat(worker_b, key).status_code == 200
+    worker_b.post("/key/block", headers=AUTH, json={"key": key})
+    assert chat(worker_b, key).status_code == 401
+    assert until(lambda: chat(worker_a, key).status_code == 401), "worker A never noticed the block"
+
+
+def test_a_store_outage_keeps_known_keys_working_and_answers_unknown_ones_503(make_app, base_config,
+                                                                            postgres_schema):
+    from tests.support.services import DATABASE_URL
+    target = urlsplit(DATABASE_URL)
+    proxy = TCPProxy(target.hostname, target.port or 5432)
+    app = gateway(make_app, base_config, database_url=through(proxy, postgres_schema.url))
+    client = app.test_client()
+    known = generate(client, AUTH, models=["demo"])["key"]
+    never_used = generate(client, AUTH)["key"]
+    assert chat(client, known).status_code == 200  # cached from here on
+
+    proxy.cut()
+    assert chat(client, known).status_code == 200
+    assert chat(client, known, model="gpt-4o-mini").status_code == 403  # the cache still scopes it
+    unknown = chat(client, never_used)
+    assert unknown.status_code == 503
+    assert "store" in unknown.json["error"]["message"] and unknown.json["error"]["code"] == "store_unavailable"
+    ready = client.get("/health/readiness").json
+    assert ready["status"] == "degraded" and ready["state_store"]["status"] == "unreachable"
+    assert "127.0.0.1" not in str(ready)  # an unauthenticated probe does not say where the database is
+    assert client.post("/key/generate", headers=AUTH, json={}).status_code == 503
+
+
+def test_a_store_down_at_start_up_is_migrated_when_it_returns(make_app, base_config, postgres_schema):
+    from tests.support.servers import free_port
+    from tests.support.services import DATABASE_URL
+    port = free_port()
+    app = gateway(make_app, base_config, database_url=through_port(port, postgres_schema.url))
+    client = app.test_client()
+    assert chat(client, "sk-some-key-nobody-issued").status_code == 503  # down: not "unknown"
+
+    target = urlsplit(DATABASE_URL)
+    TCPProxy(target.hostname, target.port or 5432, port=port)
+    assert until(lambda: chat(client, "sk-some-key-nobody-issued").status_code != 503, timeout=10)
+    assert chat(client, "sk-some-key-nobody-issued").status_code == 401
+    key = generate(client, AUTH)["key"]
+    assert chat(client, key).status_code == 200
+
+
+def test_two_instances_on_postgres_and_redis_invalidate_each_other_within_a_second(make_app, base_config,
+                                                                                   postgres_schema):
+    shared = {"database_url": postgres_schema.url, "redis_url": redis_url()}
+    one, two = (gateway(make_app, base_config, **shared) for _ in range(2))
+    for app in (one, two):
+        app.extensions["dheera_ai_state"].auth.poll_seconds = 3600  # only Redis can tell them
+    a, b = one.test_client(), two.test_client()
+    key = generate(a, AUTH, models=["demo"])["key"]
+    assert chat(a, key).status_code == 200 and chat(b, key).status_code == 200
+    # Let both listeners subscribe before the change is published.
+    assert until(lambda: all(app.extensions["dheera_ai_state"].invalidation._thread is not None
+                             for app in (one, two)))
+    time.sleep(0.3)
+
+    b.post("/key/block", headers=AUTH, json={"key": key})
+    blocked_at = time.time()
+    assert until(lambda: chat(a, key).status_code == 401, timeout=1.0)
+    print(f"instance A refused the key {time.time() - blocked_at:.3f}s after instance B blocked it")
+    b.post("/key/unblock", headers=AUTH, json={"key": key})
+    b.post("/key/update", headers=AUTH, json={"key": key, "models": ["gpt-4o-mini"]})
+    assert until(lambda: chat(a, key).status_code == 403, timeout=1.0)
+
+
+def test_readiness_reports_the_store_and_redis(make_app, base_config):
+    body = gateway(make_app, base_config, redis_url=redis_url()).test_client().get("/health/readiness").json
+    assert body["status"] == "ready"
+    assert body["state_store"]["backend"] == "sqlite" and body["state_store"]["status"] == "connected"
+    assert body["state_store"]["schema_version"] >= 1
+    assert body["redis"]["status"] == "connected"
+
+
+def test_a_redis_outage_never_fails_an_admin_change(make_app, base_config, caplog):
+    from tests.support.servers import free_port
+    app = gateway(make_app, base_config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = app.test_client()
+    key = generate(client, AUTH)["key"]
+    assert chat(client, key).status_code == 200
+    assert client.post("/key/block", headers=AUTH, json={"key": key}).status_code == 200
+    assert chat(client, key).status_code == 401
+    assert "could not publish a key invalidation" in caplog.text
+    assert client.get("/health/readiness").json["redis"] == {"status": "unreachable"}
