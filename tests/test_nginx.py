@@ -54,9 +54,9 @@ def stack(tmp_path, upstream):
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
-            requests.get(url + "/health/liveliness", timeout=1)
+            requests.get(url + "/health/liveliness", timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or not answering yet
             time.sleep(0.05)
     yield url, instances
     nginx.terminate()

@@ -34,9 +34,9 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dheera_ai exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if requests.get(self.url + "/health/liveliness", timeout=1).status_code == 200:
+                if requests.get(self.url + "/health/liveliness", timeout=5).status_code == 200:
                     return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or not answering yet
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
