@@ -116,7 +116,10 @@ class Pipeline:
             if reply is None:
                 raise InternalServerError(f"No plugin answered the call (call id {call.call_id}).")
             if reply.stream is not None:
+                waiting = time.perf_counter()
                 reply.stream = _primed(reply.stream)
+                # Waiting for the first chunk is the upstream's time, not the gateway's overhead.
+                call.upstream_seconds += time.perf_counter() - waiting
         except DheeraAIError as error:
             router.failed(deployment, error, count=shared, seconds=time.perf_counter() - began)
             raise

@@ -283,3 +283,12 @@ def test_a_client_hanging_up_closes_the_upstream_and_still_records_the_call(live
     assert upstream.closed_streams == 1, "the upstream stream was not closed"
     line = call_log()[-1]
     assert line["stream_cut"] is True and line["status"] == 200
+
+
+
+def test_a_streams_overhead_excludes_the_wait_for_its_first_chunk(openai_client, upstream):
+    upstream.stream(chat_chunks(), lead=0.3)  # headers at once, the first token 300 ms later
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}])
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == "Hello from the stream."
+    assert float(raw.headers["x-dheera-ai-overhead-duration-ms"]) < 200

@@ -60,6 +60,7 @@ class Script:
     event_delay: float = 0.0  # between events
     drop: bool = False  # close the connection without answering
     hold: float = 0.0  # after the events, keep the stream open this long before ending it
+    lead: float = 0.0  # after the headers, wait this long before the first event
     chunks: list | None = None  # raw byte pieces of a close-delimited body (e.g. audio), sent one by one
     trickle: float = 0.0  # send the body in ten pieces, this many seconds apart
     truncate: bool = False  # a stream that promises more bytes than it sends, then closes
@@ -150,9 +151,9 @@ class FakeUpstream:
         self._scripts.append(Script(chunks=list(pieces), headers={"Content-Type": content_type},
                                     event_delay=event_delay))
 
-    def stream(self, events, event_delay=0.0, hold=0.0, delay=0.0, truncate=False):
+    def stream(self, events, event_delay=0.0, hold=0.0, delay=0.0, truncate=False, lead=0.0):
         self._scripts.append(Script(events=list(events), event_delay=event_delay, hold=hold, delay=delay,
-                                    truncate=truncate))
+                                    truncate=truncate, lead=lead))
 
     def respond_slowly(self, body, trickle):
         """A 200 whose body arrives in ten pieces `trickle` seconds apart."""
@@ -258,6 +259,9 @@ class FakeUpstream:
         handler.end_headers()
         handler.close_connection = True
         try:
+            if script.lead:
+                handler.wfile.flush()
+                time.sleep(script.lead)
             for item in script.events:
                 name, item = item if isinstance(item, tuple) else (None, item)
                 payload = item if isinstance(item, str) else json.dumps(item)
