@@ -61,16 +61,21 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
     if model is not None:
         body["model"] = model
-    problems = _validator(schema).errors(body)
-    if problems:
-        field, message = _first_problem(problems)
-        raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value")
+    _check(schema, body)
     return body
 
 
 @functools.cache
 def _validator(schema: Schema) -> FastValidator:
     return FastValidator(schema)
+
+
+def _check(schema: Schema, body: dict) -> None:
+    """A 400 naming the first field `schema` refuses, if any."""
+    problems = _validator(schema).errors(body)
+    if problems:
+        field, message = _first_problem(problems)
+        raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value")
 
 
 def _first_problem(problems, prefix="") -> tuple[str, str]:
@@ -118,10 +123,7 @@ def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Uplo
             for key, values in form.lists()}
     if model is not None:
         body["model"] = model
-    problems = _validator(schema).errors(body)
-    if problems:
-        field, message = _first_problem(problems)
-        raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value")
+    _check(schema, body)
     files = []
     for field, storage in request.files.items(multi=True):
         stream = storage.stream
