@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.request
 
 import orjson
 import requests
@@ -39,8 +40,11 @@ def session() -> requests.Session:
         adapter = HTTPAdapter(pool_connections=32, pool_maxsize=1024, max_retries=0)
         s.mount("http://", adapter)
         s.mount("https://", adapter)
-        # Proxies from the environment are honoured, but never a .netrc's credentials.
-        s.trust_env = True
+        # With trust_env, requests re-reads the whole environment (proxy variables) and stats
+        # ~/.netrc on every request: most of a pass-through's client-side cost. Proxies are
+        # only looked for once; where some are configured, requests' per-request handling
+        # stays on, since it alone applies NO_PROXY host by host.
+        s.trust_env = bool(urllib.request.getproxies())
         _session, _session_pid = s, os.getpid()
     return _session
 

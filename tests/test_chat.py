@@ -292,3 +292,20 @@ def test_a_streams_overhead_excludes_the_wait_for_its_first_chunk(openai_client,
         model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}])
     assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == "Hello from the stream."
     assert float(raw.headers["x-dheera-ai-overhead-duration-ms"]) < 200
+
+
+def test_proxies_from_the_environment_are_still_honoured(monkeypatch, make_app, base_config, auth, upstream):
+    """The session reads proxy settings once; an HTTP(S)_PROXY set at start-up is used."""
+    from dheera_ai import http
+
+    monkeypatch.setattr(http, "_session", None)
+    monkeypatch.setenv("HTTP_PROXY", upstream.url)  # the fake upstream stands in for the proxy
+    monkeypatch.setenv("NO_PROXY", "")
+    base_config["model_list"][0]["dheera_ai_params"]["api_base"] = "http://api.example.invalid/v1"
+    response = make_app(base_config).test_client().post(
+        "/v1/chat/completions", headers=auth,
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    monkeypatch.setattr(http, "_session", None)
+    assert response.status_code == 200
+    # A forward proxy is sent the absolute URL.
+    assert upstream.last.path == "http://api.example.invalid/v1/chat/completions"
