@@ -24,29 +24,41 @@ from __future__ import annotations
 
 import functools
 
-from dheera_ai.sdk import client, objects
+from dheera_ai.sdk import objects
+
+
+def _run(*args, **kwargs):
+    from dheera_ai.sdk import client  # the engine's modules load on the first call, not with `import dheera_ai`
+
+    return client.run(*args, **kwargs)
+
+
+def _follow_up(*args):
+    from dheera_ai.sdk import client
+
+    return client.follow_up(*args)
 
 
 def completion(model: str, messages: list | None = None, *, stream: bool | None = None, **params):
     """A chat completion: a `ModelResponse`, or with `stream=True` a `Stream` of `ModelResponseStream` chunks."""
-    return client.run("chat_completions", model, {**params, "messages": messages, "stream": stream or None},
+    return _run("chat_completions", model, {**params, "messages": messages, "stream": stream or None},
                       objects.ModelResponse, objects.ModelResponseStream)
 
 
 def text_completion(*, model: str, prompt, stream: bool | None = None, **params):
     """A legacy text completion: a `TextCompletionResponse` (or a `Stream` of them)."""
-    return client.run("completions", model, {**params, "prompt": prompt, "stream": stream or None},
+    return _run("completions", model, {**params, "prompt": prompt, "stream": stream or None},
                       objects.TextCompletionResponse, objects.TextCompletionResponse)
 
 
 def embedding(model: str, input=None, **params):  # noqa: A002 - the API's name for it
     """Embeddings of a string or a list of strings (or token arrays): an `EmbeddingResponse`."""
-    return client.run("embeddings", model, {**params, "input": input}, objects.EmbeddingResponse)
+    return _run("embeddings", model, {**params, "input": input}, objects.EmbeddingResponse)
 
 
 def image_generation(*, model: str, prompt: str, **params):
     """Images from a prompt: an `ImageResponse` (`data[i].b64_json` or `.url`)."""
-    return client.run("image_generations", model, {**params, "prompt": prompt}, objects.ImageResponse)
+    return _run("image_generations", model, {**params, "prompt": prompt}, objects.ImageResponse)
 
 
 def image_edit(*, model: str, image, prompt: str, mask=None, **params):
@@ -55,28 +67,28 @@ def image_edit(*, model: str, image, prompt: str, mask=None, **params):
     images = image if isinstance(image, list) else [image]
     field = "image" if len(images) == 1 else "image[]"
     files = [(field, f) for f in images] + ([("mask", mask)] if mask is not None else [])
-    return client.run("image_edits", model, {**params, "prompt": prompt}, objects.ImageResponse, files=files)
+    return _run("image_edits", model, {**params, "prompt": prompt}, objects.ImageResponse, files=files)
 
 
 def transcription(*, model: str, file, **params):
     """Speech to text: a `TranscriptionResponse`, or the text itself for `response_format` text, srt or vtt."""
-    return client.run("audio_transcriptions", model, params, objects.TranscriptionResponse, files=[("file", file)])
+    return _run("audio_transcriptions", model, params, objects.TranscriptionResponse, files=[("file", file)])
 
 
 def speech(*, model: str, input: str, voice="alloy", **params):  # noqa: A002
     """Text to speech: a `BinaryResponse` (`.content`, `.read()`, `.stream_to_file(path)`). `voice`
     defaults to `alloy`, the first of OpenAI's voices, since the API requires one."""
-    return client.run("audio_speech", model, {**params, "input": input, "voice": voice})
+    return _run("audio_speech", model, {**params, "input": input, "voice": voice})
 
 
 def rerank(*, model: str, query: str, documents: list, **params):
     """Documents ordered by relevance to `query` (Cohere's shape): a `RerankResponse`."""
-    return client.run("rerank", model, {**params, "query": query, "documents": documents}, objects.RerankResponse)
+    return _run("rerank", model, {**params, "query": query, "documents": documents}, objects.RerankResponse)
 
 
 def moderation(input=None, model: str = "omni-moderation-latest", **params):  # noqa: A002
     """Whether text breaks a content policy: a `ModerationResponse`. The model defaults to OpenAI's current one."""
-    return client.run("moderations", model, {**params, "input": input}, objects.ModerationResponse)
+    return _run("moderations", model, {**params, "input": input}, objects.ModerationResponse)
 
 
 def responses(*, model: str, input=None, stream: bool | None = None, **params):  # noqa: A002
@@ -84,19 +96,19 @@ def responses(*, model: str, input=None, stream: bool | None = None, **params): 
     Its id (and `previous_response_id`) lead back to the deployment that made it."""
     body = {**params, "input": input, "stream": stream or None}
     pin = "previous_response_id" if params.get("previous_response_id") else None
-    return client.run("responses", model, body, objects.ResponsesAPIResponse, objects.ResponsesAPIStreamEvent,
+    return _run("responses", model, body, objects.ResponsesAPIResponse, objects.ResponsesAPIStreamEvent,
                       pin_response_id=pin)
 
 
 def get_responses(response_id: str, **params):
     """A stored response, from where it was made: a response this process created needs nothing
     else; otherwise say where with `model=` (or `custom_llm_provider=`) and api_base/api_key."""
-    return client.follow_up("responses_get", response_id, params, objects.ResponsesAPIResponse)
+    return _follow_up("responses_get", response_id, params, objects.ResponsesAPIResponse)
 
 
 def delete_responses(response_id: str, **params):
     """Delete a stored response (found as `get_responses` finds it): a `DeleteResponseResult`."""
-    return client.follow_up("responses_delete", response_id, params, objects.DeleteResponseResult)
+    return _follow_up("responses_delete", response_id, params, objects.DeleteResponseResult)
 
 
 def completion_cost(completion_response=None, **_ignored) -> float:
