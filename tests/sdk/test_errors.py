@@ -7,7 +7,7 @@ import pytest
 
 import dheera_ai
 from tests.sdk.conftest import GATEWAY_KEY
-from tests.support.fake_upstream import chat_chunks, chat_completion
+from tests.support.fake_upstream import chat_chunks, chat_completion, response_events
 from tests.support.servers import free_port
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -175,3 +175,18 @@ def test_an_error_in_a_gateways_stream_is_raised_with_its_class(gateway, upstrea
     stream = via_gateway(gateway, model="dheera_ai_proxy/your-model-name", stream=True)
     with pytest.raises(dheera_ai.APIConnectionError, match="broke off"):
         list(stream)
+
+
+def test_an_error_event_in_a_responses_stream_is_raised(upstream):
+    upstream.stream([*response_events()[:2],
+                     ("error", {"type": "error", "code": "context_length_exceeded", "param": None,
+                                "message": "Your input exceeds the context window of this model.",
+                                "sequence_number": 2})])
+    stream = dheera_ai.responses(model="openai/gpt-4o-mini", input="Hi", stream=True, api_base=upstream.url + "/v1",
+                                 api_key="k")
+    events = []
+    with pytest.raises(dheera_ai.ContextWindowExceededError, match="exceeds the context window") as exc:
+        for event in stream:
+            events.append(event)
+    assert [e.type for e in events] == ["response.created", "response.output_item.added"]
+    assert exc.value.provider == "openai"

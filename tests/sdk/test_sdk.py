@@ -202,3 +202,17 @@ def test_a_call_never_imports_flask_or_the_gateway():
                           "assert r.choices[0].message.content")
     assert "dheera_ai.engine" in loaded and "requests" in loaded
     assert not {"flask", "werkzeug", "proxy_app", "gunicorn", "gevent"} & loaded
+
+
+def test_sdk_calls_run_the_plugins_hooks(upstream, call_log):
+    # The enrichment plugin merges the call's tags; the call-log plugin records the call.
+    direct(upstream, metadata={"tags": ["from-metadata"]}, extra_body={"tags": ["team:search"]})
+    with pytest.raises(dheera_ai.RateLimitError):
+        dheera_ai.completion(model="mock/demo", messages=HI, mock_response="dheera_ai.RateLimitError")
+
+    success, failure = call_log(2)
+    assert success["provider"] == "openai" and success["deployment"].startswith("sdk-")
+    assert success["model"] == "openai/gpt-4o-mini" and success["status"] == 200
+    assert success["tags"] == ["team:search", "from-metadata"]
+    assert (success["prompt_tokens"], success["completion_tokens"]) == (9, 7)
+    assert (failure["model"], failure["status"], failure["error_type"]) == ("mock/demo", 429, "RateLimitError")
