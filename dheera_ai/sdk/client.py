@@ -130,10 +130,11 @@ def split_options(params: dict) -> tuple[dict, dict]:
 
 
 def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=None, files=(),
-        pin_response_id: str | None = None):
-    """Carry out one call; its answer as `result` (a `Stream` of `chunk` when streamed)."""
+        pin_response_id: str | None = None, deployment: Deployment | None = None):
+    """Carry out one call (on `deployment`, else on the one its arguments describe); its answer
+    as `result`, or a `Stream` of `chunk` when streamed."""
     options, body = split_options(dict(params))
-    deployment = deployment_for(model, options)
+    deployment = deployment or deployment_for(model, options)
     extra = options.get("extra_body") or {}
     gateway_params = {k: options.get(k, extra.get(k)) for k in _GATEWAY_PARAMS}
     if pin_response_id is not None:
@@ -178,6 +179,7 @@ def follow_up(call_type: str, response_id: str, params: dict, result=objects.Res
     from dheera_ai import response_ids
 
     model = params.pop("model", None)
+    deployment = None
     if model is None and params.get("custom_llm_provider"):
         model = ""  # the provider alone says where (`custom_llm_provider="azure"`, with api_base)
     if model is None:
@@ -187,8 +189,9 @@ def follow_up(call_type: str, response_id: str, params: dict, result=objects.Res
             raise BadRequestError(f"Response '{response_id}' was not made by this process: say where it lives with "
                                   "model= (or custom_llm_provider=) and its api_base/api_key.", param="model",
                                   code="unknown_response")
-        model, params = deployment.model_name, {**deployment.params, **params}
-    return run(call_type, model, {**params, "response_id": response_id}, result, pin_response_id="response_id")
+        model = deployment.model_name
+    return run(call_type, model, {**params, "response_id": response_id}, result, pin_response_id="response_id",
+               deployment=deployment)
 
 
 def _upstream_response_id(response_id, deployment: Deployment):

@@ -1,6 +1,7 @@
 """The SDK beyond the pages' examples: result objects, cost, where a call goes, what it sends, and
 that importing `dheera_ai` starts nothing."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -216,3 +217,15 @@ def test_sdk_calls_run_the_plugins_hooks(upstream, call_log):
     assert success["tags"] == ["team:search", "from-metadata"]
     assert (success["prompt_tokens"], success["completion_tokens"]) == (9, 7)
     assert (failure["model"], failure["status"], failure["error_type"]) == ("mock/demo", 429, "RateLimitError")
+
+
+def test_a_response_made_through_the_gateway_is_fetched_from_there(upstream):
+    made = dheera_ai.responses(model="vertex_ai/gemini-2.0-flash-001", input="Hi", use_dheera_ai_proxy=True,
+                               api_base=upstream.url, api_key="sk-gw", metadata={"run": "r-1"})
+    assert upstream.last.json["model"] == "vertex_ai/gemini-2.0-flash-001"
+    assert upstream.last.json["metadata"] == {"run": "r-1"}
+
+    fetched = asyncio.run(dheera_ai.aget_responses(made.id))
+    assert (upstream.last.method, upstream.last.path) == ("GET", "/responses/resp_fake123")
+    assert upstream.last.headers["authorization"] == "Bearer sk-gw"
+    assert fetched.id == made.id
