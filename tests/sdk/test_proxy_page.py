@@ -17,6 +17,7 @@ from dheera_ai.cost import DEFAULT_PRICES
 from tests.sdk.conftest import GATEWAY_KEY
 from tests.sdk.seed_pages import PROXY_PAGE, adapted, python_blocks, run
 from tests.support.fake_upstream import FAKE_AUDIO, FAKE_PNG_B64, FAKE_VECTOR
+from tests.support.process import GatewayProcess
 
 BLOCKS = python_blocks(PROXY_PAGE)
 SEND_ALL = "Send all SDK requests to Dheera AI Proxy"
@@ -40,6 +41,11 @@ EXAMPLES = [
 ]
 
 
+# The blocks that call without api_key empty DHEERA_AI_PROXY_API_KEY first: its placeholder.
+KEY_IN_ENVIRONMENT = {
+    'os.environ["DHEERA_AI_PROXY_API_KEY"] = ""': f'os.environ["DHEERA_AI_PROXY_API_KEY"] = "{GATEWAY_KEY}"'}
+
+
 def block(heading, subheading=None):
     return BLOCKS[(heading, subheading, None, None)]
 
@@ -59,7 +65,7 @@ def test_every_python_block_of_the_page_is_run_here():
 def required_variables(gateway):
     """The page's "Required Variables" block, with the gateway's key and address filled in."""
     run(adapted(block("Required Variables"), {
-        'os.environ["DHEERA_AI_PROXY_API_KEY"] = ""': f'os.environ["DHEERA_AI_PROXY_API_KEY"] = "{GATEWAY_KEY}"',
+        **KEY_IN_ENVIRONMENT,
         'os.environ["DHEERA_AI_PROXY_API_BASE"] = ""': f'os.environ["DHEERA_AI_PROXY_API_BASE"] = "{gateway.url}"',
     }), {"os": __import__("os")})  # the block is a fragment: it uses `os` without importing it
 
@@ -73,8 +79,7 @@ def test_usage_non_streaming(gateway, upstream, gateway_calls):
     code = adapted(code, {
         'completion(model="dheera_ai_proxy/your-model-name", messages)':
             'completion(model="dheera_ai_proxy/your-model-name", messages=messages)',
-        'os.environ["DHEERA_AI_PROXY_API_KEY"] = ""': f'os.environ["DHEERA_AI_PROXY_API_KEY"] = "{GATEWAY_KEY}"',
-        "your-openai-proxy-url": gateway.url})
+        **KEY_IN_ENVIRONMENT, "your-openai-proxy-url": gateway.url})
     response = run(code)["response"]
 
     assert isinstance(response, dheera_ai.ModelResponse)
@@ -108,8 +113,7 @@ def test_a_per_request_key_is_really_sent(gateway):
 
 def test_streaming(gateway, capsys):
     code = adapted(block("Usage - Streaming"), {
-        "your-dheera_ai-proxy-url": gateway.url,
-        'os.environ["DHEERA_AI_PROXY_API_KEY"] = ""': f'os.environ["DHEERA_AI_PROXY_API_KEY"] = "{GATEWAY_KEY}"'})
+        "your-dheera_ai-proxy-url": gateway.url, **KEY_IN_ENVIRONMENT})
     response = run(code)["response"]
 
     printed = capsys.readouterr().out.splitlines()
@@ -274,3 +278,23 @@ def test_the_streaming_example_async(gateway):
 def test_the_async_twins_through_the_gateway(gateway, name, kwargs, check):
     result = asyncio.run(getattr(dheera_ai, name)(**kwargs, api_base=gateway.url, api_key=GATEWAY_KEY))
     assert check(result)
+
+
+def test_the_page_against_the_real_dheera_ai_command(gateway_config, tmp_path, upstream, capsys):
+    """The same blocks against `dheera_ai --config ...` (gunicorn, a gevent worker, a real socket)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(gateway_config))
+    process = GatewayProcess("--config", str(config), "--workers", "1", "--host", "127.0.0.1")
+    try:
+        process.wait_ready()
+        tags = run(adapted(block(TAGS, "Usage"), tags_placeholders(process)))["response"]
+        required_variables(process)
+        run(block(SEND_ALL, "Option 3: Set Per Request"), {"dheera_ai": dheera_ai, "os": __import__("os")})
+        run(adapted(block("Usage - Streaming"), {"your-dheera_ai-proxy-url": process.url, **KEY_IN_ENVIRONMENT}))
+    finally:
+        process.close()
+
+    assert tags.choices[0].message.content == "Hello from the fake upstream."
+    assert [r.json["model"] for r in upstream.requests] == ["gpt-4", "gemini-2.0-flash-001", "gpt-4o-mini"]
+    printed = capsys.readouterr().out
+    assert printed.count("ModelResponseStream(") == len(printed.splitlines()) > 0

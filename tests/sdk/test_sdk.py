@@ -229,3 +229,11 @@ def test_a_response_made_through_the_gateway_is_fetched_from_there(upstream):
     assert (upstream.last.method, upstream.last.path) == ("GET", "/responses/resp_fake123")
     assert upstream.last.headers["authorization"] == "Bearer sk-gw"
     assert fetched.id == made.id
+
+
+def test_a_call_is_one_attempt(upstream):
+    upstream.fail(429, "Rate limit reached for requests")
+    with pytest.raises(dheera_ai.RateLimitError):
+        direct(upstream)
+    assert upstream.count("/v1/chat/completions") == 1  # not retried: retries and fallbacks are a gateway's
+    assert direct(upstream).choices[0].message.content == "Hello from the fake upstream."
