@@ -13,18 +13,26 @@ class DheeraAIError(Exception):
 
     status = 500
     error_type = "api_error"
+    # The `code` rendered when none is given: how a class that shares its status and type with
+    # another (a context-window error is a 400 invalid_request_error) is told apart on the wire.
+    default_code: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  provider: str | None = None, headers: dict | None = None, status: int | None = None):
         super().__init__(message)
         self.message = message
         self.param = param
-        self.code = code
+        self.code = code if code is not None else self.default_code
         self.provider = provider
         # Response headers the client must see, e.g. Retry-After on a 429.
         self.headers = dict(headers or {})
         if status is not None:
             self.status = status
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status, under the name the openai SDK's exceptions use."""
+        return self.status
 
     def to_dict(self) -> dict:
         return {"error": {"message": self.message, "type": self.error_type,
@@ -42,9 +50,13 @@ class BadRequestError(DheeraAIError):
 class ContextWindowExceededError(BadRequestError):
     """The prompt does not fit the model; context-window fallbacks act on this."""
 
+    default_code = "context_length_exceeded"  # OpenAI's code for it
+
 
 class ContentPolicyViolationError(BadRequestError):
     """The provider refused the content; content-policy fallbacks act on this."""
+
+    default_code = "content_policy_violation"
 
 
 class UnsupportedParamsError(BadRequestError):
@@ -140,6 +152,7 @@ _BY_KIND = {
     "context_window": ContextWindowExceededError,
     "content_policy": ContentPolicyViolationError,
     "timeout": Timeout,
+    "connection": APIConnectionError,
     "unavailable": ServiceUnavailableError,
     "server": InternalServerError,
 }
@@ -148,3 +161,30 @@ _BY_KIND = {
 def error_for_kind(kind: str, message: str, **kwargs) -> DheeraAIError:
     """The error for a provider-neutral kind ("rate_limit", "context_window", ...); its own status."""
     return _BY_KIND.get(kind, InternalServerError)(message, **kwargs)
+
+
+
+# What an OpenAI-shaped error answer's code and type say beyond its status.
+_BY_CODE = {"context_length_exceeded": ContextWindowExceededError,
+            "content_policy_violation": ContentPolicyViolationError, "content_filter": ContentPolicyViolationError}
+_BY_TYPE = {"invalid_request_error": BadRequestError, "authentication_error": AuthenticationError,
+            "permission_error": PermissionDeniedError, "not_found_error": NotFoundError, "timeout_error": Timeout,
+            "rate_limit_error": RateLimitError, "api_connection_error": APIConnectionError,
+            "service_unavailable_error": ServiceUnavailableError, "api_error": InternalServerError}
+
+
+def error_from_answer(error: dict, status: int | None = None, **kwargs) -> DheeraAIError:
+    """The error a gateway's `{"error": {...}}` answer stands for: the class the gateway raised,
+    read back from its code, type and status (None for an error event inside a stream), so an
+    error keeps its type across a hop (SDK -> gateway -> gateway)."""
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    error_type = error.get("type")
+    message = str(error.get("message") or "the gateway returned an error")
+    param = error.get("param") if isinstance(error.get("param"), str) else None
+    cls = _BY_CODE.get(code)
+    # A 502 is an unreachable upstream only when the type says so; otherwise the status decides.
+    if cls is None and (status is None or error_type == "api_connection_error"):
+        cls = _BY_TYPE.get(error_type, InternalServerError)
+    if cls is None:
+        return error_for_status(status, message, code=code, param=param, **kwargs)
+    return cls(message, code=code, param=param, status=status, **kwargs)

@@ -36,10 +36,25 @@ class Pipeline:
 
     def run(self, call: Call) -> Reply:
         """Carry out `call`; the Reply's stream, if any, records the call when it ends."""
+        def routed() -> Reply:
+            router, credentials = client_routing(call, self.config, self.router, self.providers.names())
+            return self._attempts(call, router, credentials)
+        return self._carry_out(call, routed)
+
+    def run_on(self, call: Call, deployment: Deployment) -> Reply:
+        """Carry out `call` on `deployment`, which the caller built rather than the config (the
+        SDK builds one from a call's own arguments: model, api_base, api_key, ...).
+
+        The same hooks, recording and stream handling as `run`, but one attempt: no model group,
+        no retries or fallbacks, no client-side credential checks (the caller is the operator),
+        and a failure never cools the deployment down.
+        """
+        return self._carry_out(call, lambda: self._attempt(call, self.router, deployment, shared=False))
+
+    def _carry_out(self, call: Call, attempts) -> Reply:
         try:
             self.hook.dheera_ai_pre_call(call=call, settings=self.config)
-            router, credentials = client_routing(call, self.config, self.router, self.providers.names())
-            reply = self._attempts(call, router, credentials)
+            reply = attempts()
         except DheeraAIError as error:
             self.record_failure(call, error)
             raise

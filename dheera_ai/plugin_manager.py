@@ -7,7 +7,6 @@ import importlib
 import pluggy
 
 from dheera_ai import hookspecs
-from dheera_ai.bridges import Bridges
 
 PROJECT = "dheera_ai"
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -18,6 +17,8 @@ class DefaultDispatch:
     Responses and Anthropic Messages APIs through chat completions where the provider lacks them."""
 
     def __init__(self):
+        from dheera_ai.bridges import Bridges  # the translators are big: not imported with `hookimpl`
+
         self.bridges = Bridges()
 
     @hookimpl(trylast=True)

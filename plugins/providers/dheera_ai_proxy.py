@@ -3,13 +3,20 @@
 `dheera_ai_proxy/openai/gpt-4o` reaches the next gateway as model `openai/gpt-4o`: only the
 first prefix is ours. Every endpoint family the openai provider speaks is served the same way.
 Unlike any other provider, this one forwards the caller's `tags` and `metadata`, so the next
-gateway can log and route on them.
+gateway can log and route on them, and it reads the next gateway's errors back as the classes
+that gateway raised (a context-window error stays one, so fallbacks here still act on it).
 """
 
 from __future__ import annotations
 
 from dheera_ai import hookimpl
-from dheera_ai.providers import replaced_body, require_param
+from dheera_ai.errors import (
+    APIConnectionError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    error_from_answer,
+)
+from dheera_ai.providers import replaced_body, require_param, upstream_errors
 from dheera_ai.types import Call, Deployment, Reply
 from plugins.providers.anthropic import messages_reply
 from plugins.providers.openai import OpenAIProvider
@@ -33,7 +40,7 @@ class DheeraAIProxyProvider(OpenAIProvider):
             forwarded["metadata"] = metadata
         if tags:
             forwarded["tags"] = list(tags)
-        with replaced_body(call, forwarded):
+        with replaced_body(call, forwarded), upstream_errors(_raised_there, self.name):
             return super().handle(call, deployment)
 
     # Families a gateway serves beyond OpenAI's API; the rest come from the openai provider.
@@ -45,6 +52,17 @@ class DheeraAIProxyProvider(OpenAIProvider):
         """The next gateway's `/v1/messages`, answered byte for byte."""
         operation = "messages" if self.api_base(deployment).endswith("/v1") else "v1/messages"
         return messages_reply(self._post(call, deployment, operation, stream=call.stream), call.stream)
+
+
+# Classes whose status alone (400, 502) would not tell them apart, by their error kind.
+_KINDS = {ContextWindowExceededError: "context_window", ContentPolicyViolationError: "content_policy",
+          APIConnectionError: "connection"}
+
+
+def _raised_there(status: int, parsed) -> str | None:
+    """The kind of error the next gateway raised, from its answer's code and type."""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return _KINDS.get(type(error_from_answer(error, status))) if isinstance(error, dict) else None
 
 
 @hookimpl

@@ -1,0 +1,245 @@
+"""The SDK's side of the engine: each function call becomes a `Call` run on a deployment built
+from the call's own arguments, through the same pipeline (hooks, providers, recording) as the gateway.
+
+The engine is built on the first call, once per process, with every registered provider (the
+`dheera_ai` entry-point group, else the built-in plugins); nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+
+import dheera_ai
+from dheera_ai.errors import AuthenticationError, BadRequestError, DheeraAIError, error_from_answer
+from dheera_ai.sdk import objects
+from dheera_ai.sdk.uploads import uploads
+from dheera_ai.types import Call, Deployment, Principal
+
+GATEWAY = "dheera_ai_proxy"
+# Arguments that steer the call rather than go into the API request's body.
+OPTIONS = ("api_base", "base_url", "api_key", "api_version", "timeout", "extra_body", "metadata", "tags",
+           "mock_response", "use_dheera_ai_proxy", "custom_llm_provider", "drop_params")
+# Fields the pipeline reads from `gateway_params` (the enrichment plugin, the mock provider).
+_GATEWAY_PARAMS = ("metadata", "tags", "mock_response")
+_PRINCIPAL = Principal(kind="sdk")
+_KNOWN_LIMIT = 1024  # deployments remembered for response-id follow-ups
+
+_lock = threading.Lock()
+_engine = None
+_prices = None
+_known: dict[str, Deployment] = {}
+
+
+def engine():
+    """The process's SDK engine, built on first use."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                import importlib
+                import logging
+
+                import plugins
+                from dheera_ai.engine import Engine
+
+                # A library logs to no one until its user configures logging (no stderr lines per failed call).
+                logging.getLogger("dheera_ai").addHandler(logging.NullHandler())
+                builtin = [importlib.import_module(name) for name in plugins.BUILTIN]
+                _engine = Engine.from_raw_config({"model_list": []}, source="dheera_ai SDK", plugins=builtin)
+    return _engine
+
+
+def prices():
+    global _prices
+    if _prices is None:
+        from dheera_ai.cost import PriceTable
+
+        try:
+            _prices = PriceTable.load()
+        except OSError:  # an installation without conf/model_prices.yaml: calls are unpriced, not failed
+            _prices = PriceTable({})
+    return _prices
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def deployment_for(model: str, options: dict) -> Deployment:
+    """The deployment this call runs on: its provider and model from `model`, its address and
+    credentials from the call's arguments (for a gateway, also from `dheera_ai.api_base`/`api_key`
+    and `DHEERA_AI_PROXY_API_BASE`/`_KEY`)."""
+    if options.get("custom_llm_provider"):
+        model = f"{options['custom_llm_provider']}/{model or ''}"
+    if not isinstance(model, str) or not model:
+        raise BadRequestError("model is required, as '<provider>/<model>'.", param="model")
+    api_base = options.get("api_base") or options.get("base_url")
+    api_key = options.get("api_key")
+    via_gateway = model.startswith(GATEWAY + "/") or bool(options.get("use_dheera_ai_proxy")) \
+        or bool(dheera_ai.use_dheera_ai_proxy) or _flag(os.environ.get("USE_DHEERA_AI_PROXY", ""))
+    if via_gateway:
+        # The gateway gets the model string as given, less our own routing prefix.
+        provider, name = GATEWAY, model.removeprefix(GATEWAY + "/")
+        api_base = api_base or dheera_ai.api_base or os.environ.get("DHEERA_AI_PROXY_API_BASE")
+        api_key = api_key or dheera_ai.api_key or os.environ.get("DHEERA_AI_PROXY_API_KEY")
+        if not api_base:
+            raise BadRequestError(f"No gateway address for '{model}': pass api_base=, set dheera_ai.api_base, or "
+                                  "set DHEERA_AI_PROXY_API_BASE.", param="api_base", code="missing_api_base",
+                                  provider=GATEWAY)
+        if not api_key:
+            raise AuthenticationError(f"No gateway key for '{model}': pass api_key=, set dheera_ai.api_key, or set "
+                                      "DHEERA_AI_PROXY_API_KEY.", code="missing_api_key", provider=GATEWAY)
+    else:
+        from dheera_ai.config import split_model
+
+        try:
+            provider, name = split_model(model, engine().providers.names())
+        except ValueError as e:
+            raise BadRequestError(f"model '{model}': {e}", param="model", code="invalid_model") from None
+    drop = options.get("drop_params")
+    params = {"api_base": api_base, "api_key": api_key, "api_version": options.get("api_version"),
+              "timeout": float(options["timeout"]) if options.get("timeout") is not None else None,
+              "drop_params": drop if drop is not None else (True if dheera_ai.drop_params else None)}
+    params = {k: v for k, v in params.items() if v is not None}
+    # Same arguments, same id: a response id made on it finds its way back (see `follow_up`).
+    key_hash = hashlib.sha256(str(api_key).encode()).hexdigest()
+    seed = f"{provider}|{name}|{api_base}|{params.get('api_version')}|{key_hash}"
+    deployment = Deployment(id="sdk-" + hashlib.sha256(seed.encode()).hexdigest()[:16], model_name=model,
+                            provider=provider, model=name, params=params)
+    with _lock:
+        _known.pop(deployment.id, None)
+        _known[deployment.id] = deployment
+        while len(_known) > _KNOWN_LIMIT:
+            _known.pop(next(iter(_known)))
+    return deployment
+
+
+def split_options(params: dict) -> tuple[dict, dict]:
+    """(the call's options, the API request's body): None means "not given" and is left out;
+    `extra_body` is merged into the body as it is (its tags and metadata reach a gateway)."""
+    options = {k: params.pop(k) for k in OPTIONS if k in params}
+    body = {k: v for k, v in params.items() if v is not None}
+    extra = options.get("extra_body") or {}
+    if not isinstance(extra, dict):
+        raise BadRequestError("extra_body must be a dict.", param="extra_body")
+    body.update(extra)
+    return options, body
+
+
+def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=None, files=(),
+        pin_response_id: str | None = None, deployment: Deployment | None = None):
+    """Carry out one call (on `deployment`, else on the one its arguments describe); its answer
+    as `result`, or a `Stream` of `chunk` when streamed."""
+    options, body = split_options(dict(params))
+    deployment = deployment or deployment_for(model, options)
+    extra = options.get("extra_body") or {}
+    gateway_params = {k: options.get(k, extra.get(k)) for k in _GATEWAY_PARAMS}
+    if pin_response_id is not None:
+        body[pin_response_id] = _upstream_response_id(body[pin_response_id], deployment)
+    body["model"] = deployment.model
+    call = Call(call_id=str(uuid.uuid4()), call_type=call_type, model=model, body=body,
+                stream=bool(body.get("stream")) and chunk is not None, principal=_PRINCIPAL,
+                gateway_params={k: v for k, v in gateway_params.items() if v is not None})
+    with uploads(files) as call.files:
+        try:
+            reply = engine().pipeline.run_on(call, deployment)
+        except DheeraAIError as error:
+            _attributed(error, deployment)
+            raise
+    hidden = {"model_id": deployment.id, "custom_llm_provider": deployment.provider, "call_id": call.call_id,
+              "api_base": deployment.params.get("api_base"), "response_cost": 0.0}
+
+    def priced(usage):
+        hidden["response_cost"] = prices().cost(deployment, usage, call.body).amount
+
+    if call_type == "audio_speech":
+        return objects.BinaryResponse(_priced_at_end(reply, priced), reply.content_type, hidden)
+    if reply.stream is not None and chunk is not None:
+        def finished(stream):
+            priced(reply.usage)
+            stream.usage = _usage(reply.usage)
+        return objects.Stream(_chunks(reply, chunk, deployment), hidden, finished)
+    priced(reply.usage)
+    if reply.data is not None:
+        return result(reply.data, hidden)
+    content = reply.body if reply.body is not None else b"".join(reply.stream or ())
+    if not reply.content_type.startswith("application/json"):
+        return content.decode("utf-8", "replace")  # a transcript asked for as text, srt or vtt
+    import orjson
+
+    return result(orjson.loads(content), hidden)
+
+
+def follow_up(call_type: str, response_id: str, params: dict, result=objects.Result):
+    """GET or DELETE of a stored response, on the deployment that made it: the one its id names
+    (made by this process), or the one `model` (or `custom_llm_provider`) and the options describe."""
+    from dheera_ai import response_ids
+
+    model = params.pop("model", None)
+    deployment = None
+    if model is None and params.get("custom_llm_provider"):
+        model = ""  # the provider alone says where (`custom_llm_provider="azure"`, with api_base)
+    if model is None:
+        pinned = response_ids.decode(response_id)
+        deployment = _known.get(pinned[0]) if pinned else None
+        if deployment is None:
+            raise BadRequestError(f"Response '{response_id}' was not made by this process: say where it lives with "
+                                  "model= (or custom_llm_provider=) and its api_base/api_key.", param="model",
+                                  code="unknown_response")
+        model = deployment.model_name
+    return run(call_type, model, {**params, "response_id": response_id}, result, pin_response_id="response_id",
+               deployment=deployment)
+
+
+def _upstream_response_id(response_id, deployment: Deployment):
+    """A response id this process handed out names its deployment; the upstream knows its own part."""
+    from dheera_ai import response_ids
+
+    pinned = response_ids.decode(response_id)
+    return pinned[1] if pinned and pinned[0] == deployment.id else response_id
+
+
+def _attributed(error: DheeraAIError, deployment: Deployment) -> DheeraAIError:
+    if error.provider is None:
+        error.provider = deployment.provider
+    return error
+
+
+def _usage(usage):
+    if usage is None:
+        return None
+    return objects.OpenAIObject({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                 "total_tokens": usage.total_tokens, **usage.details})
+
+
+def _priced_at_end(reply, priced):
+    yield from reply.stream
+    priced(reply.usage)
+
+
+def _chunks(reply, chunk, deployment: Deployment):
+    """A streamed answer's events as chunk objects; an error event is raised as its error class."""
+    import orjson
+
+    from dheera_ai.sse import parse_events
+
+    try:
+        for name, data in parse_events(reply.stream):
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue  # [DONE] (read on, so the call is recorded as finished) or a keep-alive
+            if not isinstance(payload, dict):
+                continue
+            if isinstance(payload.get("error"), dict) and "choices" not in payload:
+                raise _attributed(error_from_answer(payload["error"]), deployment)
+            if name == "error" or payload.get("type") == "error":  # the Responses API's error event
+                raise _attributed(error_from_answer({**payload, "type": None}), deployment)
+            yield chunk(payload)
+    finally:
+        close = getattr(reply.stream, "close", None)
+        if close is not None:
+            close()
