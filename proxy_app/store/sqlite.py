@@ -11,6 +11,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 
 from proxy_app.store.sql import SQLStore, StoreUnavailableError
 
@@ -37,7 +38,7 @@ class SQLiteStore(SQLStore):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn, self._pid = conn, os.getpid()
@@ -73,3 +74,18 @@ class SQLiteStore(SQLStore):
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database file to WAL. The switch needs an exclusive lock, and SQLite answers
+    "database is locked" at once (busy_timeout does not apply) when another process opening the
+    same new file holds a lock: instances starting together wait for each other here instead."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
