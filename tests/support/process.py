@@ -36,8 +36,8 @@ class GatewayProcess:
             try:
                 if requests.get(self.url + "/health/liveliness", timeout=1).status_code == 200:
                     return time.perf_counter() - self.started
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or listening while its workers still boot
             time.sleep(0.05)
         raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
 

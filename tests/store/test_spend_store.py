@@ -1,0 +1,98 @@
+"""Spend in the store, on SQLite and PostgreSQL alike: rows once, totals, budgets, reports."""
+
+import threading
+
+import pytest
+
+from proxy_app.store import store_for_url
+
+
+def spend_row(row_id, cost=0.5, **fields):
+    row = {"row_id": row_id, "request_id": f"call-{row_id}", "call_type": "chat_completions", "key_hash": "k1",
+           "key_alias": "ci", "user_id": "ann", "team_id": "eng", "model_group": "gpt-4o", "deployment": "d1",
+           "provider": "openai", "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": cost,
+           "priced": True, "usage_estimated": False, "tags": ["prod"], "metadata": {"app": "x"}, "status": 200,
+           "error_type": None, "stream": False, "stream_cut": False, "retries": 0, "fallbacks": 0,
+           "start_time": 1_700_000_000.0, "end_time": 1_700_000_001.0, "latency_ms": 1000.0}
+    return {**row, **fields}
+
+
+def test_a_replayed_batch_is_stored_and_counted_once(store):
+    batch = [spend_row("r1", tags=["prod", "eu"]), spend_row("r2", cost=0.25)]
+    assert store.record_spend(batch) == 2
+    assert store.record_spend(batch) == 0
+    assert store.record_spend([spend_row("r3", cost=1.0), batch[0]]) == 1
+    rows, total = store.spend_logs(filters={})
+    assert total == 3
+    assert store.spend_total("key", "k1") == {"spend": 1.75, "calls": 3, "prompt_tokens": 30, "completion_tokens": 15}
+    assert store.spend_total("team", "eng")["spend"] == 1.75 and store.spend_total("user", "ann")["calls"] == 3
+    assert {t["tag"]: t["spend"] for t in store.spend_tags()} == {"prod": 1.75, "eu": 0.5}
+
+
+def test_logs_filter_and_page(store):
+    store.record_spend([spend_row(f"r{i}", key_hash="k1" if i % 2 else "k2", model_group="m", tags=[f"t{i % 3}"],
+                                  start_time=1_700_000_000.0 + i) for i in range(10)])
+    rows, total = store.spend_logs(filters={"key": "k1"}, offset=0, limit=2)
+    assert total == 5 and [r["row_id"] for r in rows] == ["r9", "r7"]
+    assert rows[0]["tags"] == ["t0"] and rows[0]["metadata"] == {"app": "x"} and rows[0]["priced"] is True
+    rows, total = store.spend_logs(filters={}, tag="t1")
+    assert sorted(r["row_id"] for r in rows) == ["r1", "r4", "r7"]
+    rows, total = store.spend_logs(filters={}, start=1_700_000_003.0, end=1_700_000_005.0)
+    assert sorted(r["row_id"] for r in rows) == ["r3", "r4"]
+
+
+def test_the_report_groups_by_day_and_owner(store):
+    day = 1_700_006_400.0  # a UTC midnight
+    store.record_spend([spend_row("a", cost=1.0, start_time=day + 10), spend_row("b", cost=2.0, start_time=day + 20),
+                        spend_row("c", cost=4.0, key_hash="k2", team_id="ops", start_time=day + 86400 + 5)])
+    by_key = store.spend_report("key")
+    assert [(r["day"], r["key"], r["spend"], r["calls"]) for r in by_key] == [
+        (day, "k1", 3.0, 2), (day + 86400, "k2", 4.0, 1)]
+    by_tag = store.spend_report("tag", start=day + 86400)
+    assert [(r["tag"], r["spend"]) for r in by_tag] == [("prod", 4.0)]
+
+
+def test_a_budget_refuses_once_spent_and_reservations_count(store):
+    check = ("key", "k1", 0.0, 1.0)
+    assert store.reserve_budget([(*check, 0.4)]) is None
+    assert store.reserve_budget([(*check, 0.4)]) is None
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, 0.8)
+    assert store.reserve_budget([(*check, 0.4)]) is None  # 0.8 < 1.0: admitted, overspend bounded by in-flight
+    refused = store.reserve_budget([(*check, 0.4)])
+    assert (refused.scope, refused.scope_id, refused.spent, refused.budget) == ("key", "k1", 0.0, 1.0)
+    # The rows settle what was reserved with what was spent.
+    store.record_spend([spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, 0.4)]) for i in range(3)])
+    spent, reserved = store.budget_counter("key", "k1", 0.0)
+    assert spent == pytest.approx(0.9) and reserved == pytest.approx(0.0)
+    # Replaying those rows settles nothing twice.
+    store.record_spend([spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, 0.4)]) for i in range(3)])
+    assert store.budget_counter("key", "k1", 0.0)[0] == pytest.approx(0.9)
+
+
+def test_a_refusal_on_one_scope_reserves_on_none(store):
+    assert store.reserve_budget([("team", "eng", 0.0, 1.0, 1.0)]) is None
+    refused = store.reserve_budget([("key", "k1", 0.0, 5.0, 1.0), ("team", "eng", 0.0, 1.0, 1.0)])
+    assert refused.scope == "team"
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, 0.0)
+    store.release_budget([("team", "eng", 0.0, 1.0)])
+    assert store.budget_counter("team", "eng", 0.0) == (0.0, 0.0)
+
+
+def test_concurrent_reservations_never_pass_the_budget(store_url, tmp_path):
+    stores = [store_for_url(store_url, str(tmp_path)) for _ in range(4)]
+    stores[0].migrate()
+    admitted = []
+
+    def reserve(s):
+        for _ in range(10):
+            if s.reserve_budget([("key", "k9", 0.0, 2.0, 0.25)]) is None:
+                admitted.append(1)
+
+    threads = [threading.Thread(target=reserve, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 8  # 8 x 0.25 reaches 2.0; every later one is refused
+    for s in stores:
+        s.close()
