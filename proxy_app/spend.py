@@ -44,7 +44,8 @@ class SpendTracker:
         self.config = config
         settings = config.general_settings
         self.prices = PriceTable.load(settings.get("model_prices_path"))
-        self.spool = Spool(os.path.join(files_dir, "dheera_ai-spool"))
+        self.spool = Spool(os.path.join(files_dir, "dheera_ai-spool"),
+                           max_bytes=int(float(settings.get("spend_spool_max_mb", 256)) * 1024 * 1024))
         local = LocalLimiter(os.path.join(files_dir, "dheera_ai-limits.sqlite3"))
         redis_url = settings.get("redis_url")
         self.limiter = RedisLimiter(redis_url, settings.get("redis_key_prefix", "dheera_ai:"), local) \
@@ -67,7 +68,7 @@ class SpendTracker:
         if principal is None:
             return
         owners = principal.scoped_limits or ({"key": principal.limits} if principal.limits else {})
-        if not owners:
+        if not owners and not principal.metadata:
             return
         now = time.time()
         held = _Held()
@@ -75,6 +76,7 @@ class SpendTracker:
                                                                           "max_parallel_requests")))
                   for scope, ident, limits in self._owners(principal, owners)
                   if any(n in limits for n in ("rpm_limit", "tpm_limit", "max_parallel_requests"))]
+        scopes += _model_scopes(principal, call.model)
         if scopes:
             verdict = self.limiter.acquire(call.call_id, scopes, now)
             if isinstance(verdict, Admission):
@@ -87,23 +89,25 @@ class SpendTracker:
                 headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after)))
                 call.response_headers.update(headers)
                 raise RateLimitError(
-                    f"Rate limit reached for {verdict.scope.split(':')[0]}: {verdict.limit} is {verdict.value}; "
+                    f"Rate limit reached for {_scope_label(verdict.scope)}: {verdict.limit} is {verdict.value}; "
                     f"retry in {headers['Retry-After']} s.", code="rate_limit_exceeded", headers=headers)
         checks = [(scope, ident, _window(limits, now), float(limits["max_budget"]))
                   for scope, ident, limits in self._owners(principal, owners) if limits.get("max_budget") is not None]
         if checks:
             estimate = self._estimate(call)
+            hold_id = uuid.uuid4().hex
             try:
-                refusal = self.store.reserve_budget([(*c, estimate) for c in checks])
+                refusal = self.store.reserve_budget(hold_id, [(*c, estimate) for c in checks], now)
             except StoreUnavailableError as exc:
                 self._store_warning(f"{exc.message}; budgets are not enforced until it answers")
                 return
             if refusal is not None:
                 raise BudgetExceededError(
                     f"Budget exceeded for {refusal.scope} {_shown(refusal.scope, refusal.scope_id)}: spend "
-                    f"${refusal.spent:.6f} (+${refusal.reserved:.6f} reserved by calls in flight), "
+                    f"${refusal.spent:.6f} (+${refusal.reserved:.6f} held by calls in flight), "
                     f"max_budget ${refusal.budget:.6f}.", code="budget_exceeded")
-            held.budgets = [(scope, ident, window, estimate) for scope, ident, window, _ in checks]
+            held.hold_id = hold_id
+            held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
             self._held[id(call)] = held
 
     def _owners(self, principal, owners):
@@ -155,7 +159,7 @@ class SpendTracker:
             self.spool.append(row)
         except SpoolFullError as exc:
             log.error("spend row of call %s lost: %s", call.call_id, exc)
-            self._release_budgets(held.budgets)
+            self._release_budget(held.hold_id)
             return
         self._ensure_writer()
 
@@ -182,10 +186,10 @@ class SpendTracker:
             "budgets": budgets,
         }
 
-    def _release_budgets(self, budgets) -> None:
-        if budgets:
+    def _release_budget(self, hold_id) -> None:
+        if hold_id:
             try:
-                self.store.release_budget(budgets)
+                self.store.release_budget(hold_id)
             except StoreUnavailableError as exc:
                 log.error("could not release budget reservations: %s", exc.message)
 
@@ -240,12 +244,24 @@ class _Held:
     def __init__(self):
         self.scopes: list[Scope] = []
         self.backend = "local"
-        self.budgets: list[tuple] = []
+        self.hold_id: str | None = None
+        self.budgets: list[tuple] = []  # (scope, id, window start, hold id), settled by the spend row
 
 
 def _limit(limits: dict, name: str) -> int:
     value = limits.get(name)
     return UNLIMITED if value is None else int(value)
+
+
+def _model_scopes(principal, model: str) -> list[Scope]:
+    """A key's limits for one model, as LiteLLM spells them in the key's metadata:
+    `model_rpm_limit: {"gpt-4o": 10}`, `model_tpm_limit: {"gpt-4o": 20000}`."""
+    limits = [principal.metadata.get(name) for name in ("model_rpm_limit", "model_tpm_limit")]
+    values = [lim.get(model) if isinstance(lim, dict) else None for lim in limits]
+    if not any(isinstance(v, int) for v in values):
+        return []
+    rpm, tpm = (v if isinstance(v, int) else UNLIMITED for v in values)
+    return [Scope(f"key:{principal.key_hash or principal.kind}:model:{model}", rpm, tpm)]
 
 
 def _window(limits: dict, now: float) -> float:
@@ -256,6 +272,14 @@ def _window(limits: dict, now: float) -> float:
         return 0.0
     seconds = parse_duration(duration)
     return float(now // seconds * seconds)
+
+
+def _scope_label(name: str) -> str:
+    """'team:eng' -> 'team eng'; a key is named by its kind only, a per-model scope with its model."""
+    parts = name.split(":")
+    if parts[0] == "key":
+        return f"this key, model {parts[3]}" if len(parts) > 3 else "this key"
+    return f"{parts[0]} {':'.join(parts[1:])}"
 
 
 def _shown(scope: str, ident: str) -> str:

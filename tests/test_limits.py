@@ -154,6 +154,24 @@ def test_a_team_rpm_is_shared_by_its_keys_and_a_user_rpm_by_theirs(client):
     assert chat(client, also_mine).status_code == 429
 
 
+def test_a_keys_per_model_limits_come_from_its_metadata(client):
+    fresh_minute()
+    key = generate(client, metadata={"model_rpm_limit": {"gpt-4o-mini": 1}})
+    assert chat(client, key).status_code == 200
+    refused = chat(client, key)
+    assert refused.status_code == 429 and "rpm_limit is 1" in refused.json["error"]["message"]
+    demo = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+    assert demo.status_code == 200  # other models are not bounded by it
+
+
+def test_a_stream_carries_the_rate_limit_headers(client):
+    key = generate(client, rpm_limit=100)
+    response = chat(client, key, stream=True)
+    assert response.status_code == 200 and response.headers["x-ratelimit-remaining-requests"] == "99"
+    response.get_data()
+
+
 def test_max_parallel_requests_refuses_the_calls_beyond_it(app, live, upstream):
     key = generate(app.test_client(), max_parallel_requests=2)
     upstream.always("/v1/chat/completions", body=chat_completion(), delay=0.5)

@@ -127,14 +127,24 @@ MIGRATIONS.append(
             completion_tokens BIGINT NOT NULL,
             PRIMARY KEY (scope, scope_id))""",
         # Budgets: what was spent in a budget window (epoch seconds where it began; 0 without
-        # `budget_duration`) and what calls in flight have reserved. A call reserves an estimate
-        # before it runs and its spend row, when stored, adds the real cost and releases that.
+        # `budget_duration`), and what calls in flight hold: a call holds an estimate of its cost
+        # before it runs; its spend row, when stored, adds the real cost and drops the hold. A
+        # hold left by a worker that died mid-call stops counting after a while (`HOLD_SECONDS`).
         """CREATE TABLE budget_counters (
             scope TEXT NOT NULL,
             scope_id TEXT NOT NULL,
             window_start DOUBLE PRECISION NOT NULL,
             spent DOUBLE PRECISION NOT NULL,
-            reserved DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (scope, scope_id, window_start))""",
+        """CREATE TABLE budget_holds (
+            hold_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            window_start DOUBLE PRECISION NOT NULL,
+            amount DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (hold_id, scope, scope_id))""",
+        "CREATE INDEX budget_holds_scope ON budget_holds (scope, scope_id, window_start)",
+        "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )

@@ -9,6 +9,8 @@ nothing.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 
 SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "user_id", "team_id", "model_group",
@@ -21,6 +23,8 @@ TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
 # /spend/report groupings -> the column (or tag join) they group by.
 REPORT_GROUPS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group",
                  "tag": "t.tag"}
+# A hold older than this belongs to a call whose worker died mid-call; it stops counting.
+HOLD_SECONDS = 900
 LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group"}
 
 
@@ -47,6 +51,9 @@ class SpendStore:
         how many were new."""
         insert = self._sql(f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES "
                            f"({', '.join('?' for _ in SPEND_COLUMNS)}) ON CONFLICT (row_id) DO NOTHING")
+        totals: dict[tuple, list] = {}  # (scope, id) -> [spend, calls, prompt, completion]
+        spent: dict[tuple, float] = {}  # (scope, id, window) -> cost
+        holds = []
         inserted = 0
         with self._transaction(write=True) as cur:
             for row in rows:
@@ -54,74 +61,107 @@ class SpendStore:
                 if cur.rowcount != 1:
                     continue  # replayed: this row has counted already
                 inserted += 1
-                for tag in dict.fromkeys(row.get("tags") or ()):
+                tags = list(dict.fromkeys(row.get("tags") or ()))
+                for tag in tags:
                     cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag) VALUES (?, ?)"),
                                 (row["row_id"], tag))
-                    self._add_total(cur, "tag", tag, row)
-                for scope, column in TOTAL_SCOPES:
-                    if row.get(column):
-                        self._add_total(cur, scope, row[column], row)
-                for scope, scope_id, window_start, reserved in row.get("budgets") or ():
-                    self._ensure_counter(cur, scope, scope_id, window_start)
-                    cur.execute(self._sql("UPDATE budget_counters SET spent = spent + ?, reserved = reserved - ? "
-                                          "WHERE scope = ? AND scope_id = ? AND window_start = ?"),
-                                (row["cost"], reserved, scope, scope_id, window_start))
+                owners = [("tag", tag) for tag in tags] + [(scope, row[column]) for scope, column in TOTAL_SCOPES
+                                                            if row.get(column)]
+                for owner in owners:
+                    total = totals.setdefault(owner, [0.0, 0, 0, 0])
+                    total[0] += row["cost"]
+                    total[1] += 1
+                    total[2] += row["prompt_tokens"]
+                    total[3] += row["completion_tokens"]
+                for scope, scope_id, window_start, hold_id in row.get("budgets") or ():
+                    key = (scope, scope_id, window_start)
+                    spent[key] = spent.get(key, 0.0) + row["cost"]
+                    holds.append((hold_id, scope, scope_id))
+            # Shared rows are updated in one (sorted) order, so concurrent batches cannot deadlock.
+            for (scope, scope_id), (spend, calls, prompt, completion) in sorted(totals.items()):
+                cur.execute(self._sql(
+                    "INSERT INTO spend_totals (scope, scope_id, spend, calls, prompt_tokens, completion_tokens) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, scope_id) DO UPDATE SET "
+                    "spend = spend_totals.spend + excluded.spend, calls = spend_totals.calls + excluded.calls, "
+                    "prompt_tokens = spend_totals.prompt_tokens + excluded.prompt_tokens, "
+                    "completion_tokens = spend_totals.completion_tokens + excluded.completion_tokens"),
+                    (scope, scope_id, spend, calls, prompt, completion))
+            for (scope, scope_id, window_start), cost in sorted(spent.items()):
+                self._ensure_counter(cur, scope, scope_id, window_start)
+                cur.execute(self._sql("UPDATE budget_counters SET spent = spent + ? "
+                                      "WHERE scope = ? AND scope_id = ? AND window_start = ?"),
+                            (cost, scope, scope_id, window_start))
+            for hold in holds:
+                cur.execute(self._sql("DELETE FROM budget_holds WHERE hold_id = ? AND scope = ? AND scope_id = ?"),
+                            hold)
+            # Holds of calls whose worker died count no more; forget them.
+            cur.execute(self._sql("DELETE FROM budget_holds WHERE created_at < ?"), (time.time() - HOLD_SECONDS,))
         return inserted
 
-    def _add_total(self, cur, scope, scope_id, row):
-        cur.execute(self._sql(
-            "INSERT INTO spend_totals (scope, scope_id, spend, calls, prompt_tokens, completion_tokens) "
-            "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (scope, scope_id) DO UPDATE SET "
-            "spend = spend_totals.spend + excluded.spend, calls = spend_totals.calls + 1, "
-            "prompt_tokens = spend_totals.prompt_tokens + excluded.prompt_tokens, "
-            "completion_tokens = spend_totals.completion_tokens + excluded.completion_tokens"),
-            (scope, scope_id, row["cost"], row["prompt_tokens"], row["completion_tokens"]))
-
     def _ensure_counter(self, cur, scope, scope_id, window_start):
-        cur.execute(self._sql("INSERT INTO budget_counters (scope, scope_id, window_start, spent, reserved) "
-                              "VALUES (?, ?, ?, 0, 0) ON CONFLICT DO NOTHING"), (scope, scope_id, window_start))
+        cur.execute(self._sql("INSERT INTO budget_counters (scope, scope_id, window_start, spent) "
+                              "VALUES (?, ?, ?, 0) ON CONFLICT DO NOTHING"), (scope, scope_id, window_start))
 
     # -- budgets ---------------------------------------------------------------------------------
 
-    def reserve_budget(self, checks: list[tuple]) -> BudgetRefusal | None:
-        """For each (scope, scope_id, window_start, budget, amount): reserve `amount` if what is
-        spent and reserved is still under `budget`. All or nothing; returns the refusal, if any.
+    def reserve_budget(self, hold_id: str, checks: list[tuple], now: float) -> BudgetRefusal | None:
+        """For each (scope, scope_id, window_start, budget, amount): hold `amount` for this call if
+        what is spent plus what live holds keep is still under `budget`. All or nothing; returns
+        the refusal, if any.
 
-        The guarded UPDATE is atomic on both backends (PostgreSQL re-checks its WHERE against a
-        row another transaction just changed), so concurrent calls cannot all slip under.
+        The counter row is locked first (`FOR UPDATE` on PostgreSQL; SQLite's write lock covers
+        the whole transaction), so concurrent calls take turns and cannot all slip under. Holds
+        older than `HOLD_SECONDS` belong to calls whose worker died, and no longer count.
         """
         try:
             with self._transaction(write=True) as cur:
                 self._fast_commit(cur)
                 for scope, scope_id, window_start, budget, amount in checks:
-                    self._ensure_counter(cur, scope, scope_id, window_start)
-                    cur.execute(self._sql("UPDATE budget_counters SET reserved = reserved + ? WHERE scope = ? AND "
-                                          "scope_id = ? AND window_start = ? AND spent + reserved < ?"),
-                                (amount, scope, scope_id, window_start, budget))
-                    if cur.rowcount != 1:
-                        cur.execute(self._sql("SELECT spent, reserved FROM budget_counters WHERE scope = ? AND "
-                                              "scope_id = ? AND window_start = ?"), (scope, scope_id, window_start))
-                        spent, reserved = cur.fetchone()
-                        # Raised inside the transaction, so the reservations made before it roll back.
-                        raise _Refused(BudgetRefusal(scope, scope_id, spent, reserved, budget))
+                    spent, held = self._counter(cur, scope, scope_id, window_start, now, lock=True)
+                    if spent + held >= budget:
+                        # Raised inside the transaction, so the holds taken before it roll back.
+                        raise _Refused(BudgetRefusal(scope, scope_id, spent, held, budget))
+                    cur.execute(self._sql("INSERT INTO budget_holds (hold_id, scope, scope_id, window_start, "
+                                          "amount, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
+                                (hold_id, scope, scope_id, window_start, amount, now))
         except _Refused as refused:
             return refused.refusal
         return None
 
-    def release_budget(self, reservations: list[tuple]) -> None:
-        """Give back (scope, scope_id, window_start, amount) reservations of a call that will leave no row."""
+    def release_budget(self, hold_id: str) -> None:
+        """Drop a call's holds when it will leave no spend row."""
         with self._transaction(write=True) as cur:
-            for scope, scope_id, window_start, amount in reservations:
-                cur.execute(self._sql("UPDATE budget_counters SET reserved = reserved - ? WHERE scope = ? "
-                                      "AND scope_id = ? AND window_start = ?"), (amount, scope, scope_id, window_start))
+            self._fast_commit(cur)
+            cur.execute(self._sql("DELETE FROM budget_holds WHERE hold_id = ?"), (hold_id,))
 
-    def budget_counter(self, scope: str, scope_id: str, window_start: float) -> tuple[float, float]:
-        """(spent, reserved) in that budget window."""
-        with self._transaction() as cur:
-            cur.execute(self._sql("SELECT spent, reserved FROM budget_counters WHERE scope = ? AND scope_id = ? "
-                                  "AND window_start = ?"), (scope, scope_id, window_start))
+    def _counter(self, cur, scope, scope_id, window_start, now, lock=False) -> tuple[float, float]:
+        """(spent, held by live holds); with `lock`, the counter row is created if need be and locked.
+
+        The holds are summed by a statement of their own, after the lock: on PostgreSQL each
+        statement sees what committed before it began, so the sum includes the holds of the
+        transaction that had the lock before us (a subquery of the locking SELECT would not).
+        """
+        locking = self._sql("SELECT spent FROM budget_counters WHERE scope = ? AND scope_id = ? AND "
+                            "window_start = ?" + (self._for_update() if lock else ""))
+        cur.execute(locking, (scope, scope_id, window_start))
+        found = cur.fetchone()
+        if found is None and lock:
+            self._ensure_counter(cur, scope, scope_id, window_start)
+            cur.execute(locking, (scope, scope_id, window_start))
             found = cur.fetchone()
-            return (found[0], found[1]) if found else (0.0, 0.0)
+        cur.execute(self._sql("SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE scope = ? AND scope_id = ? "
+                              "AND window_start = ? AND created_at > ?"),
+                    (scope, scope_id, window_start, now - HOLD_SECONDS))
+        return (found[0] if found else 0.0), cur.fetchone()[0]
+
+    def _for_update(self) -> str:
+        """The row-lock clause where the backend needs one (PostgreSQL overrides this)."""
+        return ""
+
+    def budget_counter(self, scope: str, scope_id: str, window_start: float, now: float | None = None):
+        """(spent, held by calls in flight) in that budget window."""
+        with self._transaction() as cur:
+            return self._counter(cur, scope, scope_id, window_start, time.time() if now is None else now)
 
     def _fast_commit(self, cur) -> None:
         """Commit without waiting for the disk: a reservation lost in a database crash is only a

@@ -1,10 +1,13 @@
 """Spend in the store, on SQLite and PostgreSQL alike: rows once, totals, budgets, reports."""
 
 import threading
+import time
+import uuid
 
 import pytest
 
 from proxy_app.store import store_for_url
+from proxy_app.store.spend import HOLD_SECONDS
 
 
 def spend_row(row_id, cost=0.5, **fields):
@@ -52,30 +55,37 @@ def test_the_report_groups_by_day_and_owner(store):
     assert [(r["tag"], r["spend"]) for r in by_tag] == [("prod", 4.0)]
 
 
-def test_a_budget_refuses_once_spent_and_reservations_count(store):
+def test_a_budget_refuses_once_spent_and_holds_count(store):
+    now = time.time()
     check = ("key", "k1", 0.0, 1.0)
-    assert store.reserve_budget([(*check, 0.4)]) is None
-    assert store.reserve_budget([(*check, 0.4)]) is None
-    assert store.budget_counter("key", "k1", 0.0) == (0.0, 0.8)
-    assert store.reserve_budget([(*check, 0.4)]) is None  # 0.8 < 1.0: admitted, overspend bounded by in-flight
-    refused = store.reserve_budget([(*check, 0.4)])
+    for call in ("c0", "c1", "c2"):  # 0, 0.4, 0.8 held: each still under 1.0, so admitted
+        assert store.reserve_budget(call, [(*check, 0.4)], now) is None
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(1.2))
+    refused = store.reserve_budget("c3", [(*check, 0.4)], now)
     assert (refused.scope, refused.scope_id, refused.spent, refused.budget) == ("key", "k1", 0.0, 1.0)
-    # The rows settle what was reserved with what was spent.
-    store.record_spend([spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, 0.4)]) for i in range(3)])
-    spent, reserved = store.budget_counter("key", "k1", 0.0)
-    assert spent == pytest.approx(0.9) and reserved == pytest.approx(0.0)
-    # Replaying those rows settles nothing twice.
-    store.record_spend([spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, 0.4)]) for i in range(3)])
-    assert store.budget_counter("key", "k1", 0.0)[0] == pytest.approx(0.9)
+    # The rows settle each hold with what was spent.
+    rows = [spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, f"c{i}")]) for i in range(3)]
+    store.record_spend(rows)
+    assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
+    store.record_spend(rows)  # a replay settles nothing twice
+    assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
 
 
-def test_a_refusal_on_one_scope_reserves_on_none(store):
-    assert store.reserve_budget([("team", "eng", 0.0, 1.0, 1.0)]) is None
-    refused = store.reserve_budget([("key", "k1", 0.0, 5.0, 1.0), ("team", "eng", 0.0, 1.0, 1.0)])
+def test_a_refusal_on_one_scope_holds_on_none_and_a_release_frees_the_hold(store):
+    now = time.time()
+    assert store.reserve_budget("c0", [("team", "eng", 0.0, 1.0, 1.0)], now) is None
+    refused = store.reserve_budget("c1", [("key", "k1", 0.0, 5.0, 1.0), ("team", "eng", 0.0, 1.0, 1.0)], now)
     assert refused.scope == "team"
-    assert store.budget_counter("key", "k1", 0.0) == (0.0, 0.0)
-    store.release_budget([("team", "eng", 0.0, 1.0)])
-    assert store.budget_counter("team", "eng", 0.0) == (0.0, 0.0)
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, 0)
+    store.release_budget("c0")
+    assert store.budget_counter("team", "eng", 0.0) == (0.0, 0)
+
+
+def test_a_hold_left_by_a_dead_worker_stops_counting(store):
+    long_ago = time.time() - HOLD_SECONDS - 1
+    assert store.reserve_budget("killed", [("key", "k1", 0.0, 1.0, 0.9)], long_ago) is None
+    assert store.reserve_budget("alive", [("key", "k1", 0.0, 1.0, 0.9)], time.time()) is None
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(0.9))
 
 
 def test_concurrent_reservations_never_pass_the_budget(store_url, tmp_path):
@@ -85,7 +95,7 @@ def test_concurrent_reservations_never_pass_the_budget(store_url, tmp_path):
 
     def reserve(s):
         for _ in range(10):
-            if s.reserve_budget([("key", "k9", 0.0, 2.0, 0.25)]) is None:
+            if s.reserve_budget(uuid.uuid4().hex, [("key", "k9", 0.0, 2.0, 0.25)], time.time()) is None:
                 admitted.append(1)
 
     threads = [threading.Thread(target=reserve, args=(s,)) for s in stores]
