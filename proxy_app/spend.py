@@ -72,43 +72,51 @@ class SpendTracker:
             return
         now = time.time()
         held = _Held()
-        scopes = [Scope(f"{scope}:{ident}", *(_limit(limits, n) for n in ("rpm_limit", "tpm_limit",
-                                                                          "max_parallel_requests")))
-                  for scope, ident, limits in self._owners(principal, owners)
-                  if any(n in limits for n in ("rpm_limit", "tpm_limit", "max_parallel_requests"))]
-        scopes += _model_scopes(principal, call.model)
-        if scopes:
-            verdict = self.limiter.acquire(call.call_id, scopes, now)
-            if isinstance(verdict, Admission):
-                held.scopes, held.backend = scopes, verdict.backend
-                self._held[id(call)] = held
-                call.response_headers.update(_rate_headers(verdict.remaining_requests, verdict.remaining_tokens,
-                                                           verdict.reset_seconds))
-            else:
-                headers = _rate_headers(verdict.remaining_requests, verdict.remaining_tokens, verdict.retry_after)
-                headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after)))
-                call.response_headers.update(headers)
-                raise RateLimitError(
-                    f"Rate limit reached for {_scope_label(verdict.scope)}: {verdict.limit} is {verdict.value}; "
-                    f"retry in {headers['Retry-After']} s.", code="rate_limit_exceeded", headers=headers)
+        self._held[id(call)] = held  # the post-call hooks give back whatever it ends up holding
+        self._count_rate(call, held, list(self._owners(principal, owners)), now)
+        self._hold_budget(call, held, list(self._owners(principal, owners)), now)
+
+    def _count_rate(self, call, held, owners, now) -> None:
+        """Count the call against every rate limit that applies; a 429 if one is reached."""
+        names = ("rpm_limit", "tpm_limit", "max_parallel_requests")
+        scopes = [Scope(f"{scope}:{ident}", *(_limit(limits, n) for n in names))
+                  for scope, ident, limits in owners if any(n in limits for n in names)]
+        scopes += _model_scopes(call.principal, call.model)
+        if not scopes:
+            return
+        verdict = self.limiter.acquire(call.call_id, scopes, now)
+        if isinstance(verdict, Admission):
+            held.scopes, held.backend = scopes, verdict.backend
+            call.response_headers.update(_rate_headers(verdict.remaining_requests, verdict.remaining_tokens,
+                                                       verdict.reset_seconds))
+            return
+        headers = _rate_headers(verdict.remaining_requests, verdict.remaining_tokens, verdict.retry_after)
+        headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after)))
+        call.response_headers.update(headers)
+        raise RateLimitError(f"Rate limit reached for {_scope_label(verdict.scope)}: {verdict.limit} is "
+                             f"{verdict.value}; retry in {headers['Retry-After']} s.", code="rate_limit_exceeded",
+                             headers=headers)
+
+    def _hold_budget(self, call, held, owners, now) -> None:
+        """Hold the call's estimated cost against every budget that applies; a 400 if one is spent."""
         checks = [(scope, ident, _window(limits, now), float(limits["max_budget"]))
-                  for scope, ident, limits in self._owners(principal, owners) if limits.get("max_budget") is not None]
-        if checks:
-            estimate = self._estimate(call)
-            hold_id = uuid.uuid4().hex
-            try:
-                refusal = self.store.reserve_budget(hold_id, [(*c, estimate) for c in checks], now)
-            except StoreUnavailableError as exc:
-                self._store_warning(f"{exc.message}; budgets are not enforced until it answers")
-                return
-            if refusal is not None:
-                raise BudgetExceededError(
-                    f"Budget exceeded for {refusal.scope} {_shown(refusal.scope, refusal.scope_id)}: spend "
-                    f"${refusal.spent:.6f} (+${refusal.reserved:.6f} held by calls in flight), "
-                    f"max_budget ${refusal.budget:.6f}.", code="budget_exceeded")
-            held.hold_id = hold_id
-            held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
-            self._held[id(call)] = held
+                  for scope, ident, limits in owners if limits.get("max_budget") is not None]
+        if not checks:
+            return
+        estimate = self._estimate(call)
+        hold_id = uuid.uuid4().hex
+        try:
+            refusal = self.store.reserve_budget(hold_id, [(*c, estimate) for c in checks], now)
+        except StoreUnavailableError as exc:
+            self._store_warning(f"{exc.message}; budgets are not enforced until it answers")
+            return
+        if refusal is not None:
+            raise BudgetExceededError(
+                f"Budget exceeded for {refusal.scope} {_shown(refusal.scope, refusal.scope_id)}: spend "
+                f"${refusal.spent:.6f} (+${refusal.reserved:.6f} held by calls in flight), "
+                f"max_budget ${refusal.budget:.6f}.", code="budget_exceeded")
+        held.hold_id = hold_id
+        held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
 
     def _owners(self, principal, owners):
         for scope, attribute in SCOPE_IDS:

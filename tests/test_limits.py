@@ -89,6 +89,18 @@ def test_a_team_budget_holds_for_all_its_keys(app, client):
     assert refused.status_code == 400 and "team eng" in refused.json["error"]["message"]
 
 
+def test_a_user_budget_holds_for_all_their_keys(app, client):
+    client.post("/user/new", headers=AUTH, json={"user_id": "ann", "max_budget": PLAIN_COST / 2,
+                                                 "auto_create_key": False})
+    first, second = generate(client, user_id="ann"), generate(client, user_id="ann")
+    assert chat(client, first).status_code == 200
+    refused = chat(client, second)  # the first call counts, held or (once its row is stored) spent
+    assert refused.status_code == 400 and "user ann" in refused.json["error"]["message"]
+    app.extensions["dheera_ai_state"].spend.flush()
+    message = chat(client, second).json["error"]["message"]
+    assert f"spend ${PLAIN_COST:.6f} (+$0.000000 held" in message
+
+
 def test_a_budget_window_resets_after_its_duration(app, client):
     key = generate(client, max_budget=PLAIN_COST / 2, budget_duration="2s")
     time.sleep(2 - time.time() % 2)  # start at the beginning of a window
@@ -148,7 +160,8 @@ def test_a_team_rpm_is_shared_by_its_keys_and_a_user_rpm_by_theirs(client):
     client.post("/user/new", headers=AUTH, json={"user_id": "ann", "rpm_limit": 1, "auto_create_key": False})
     first, second = generate(client, team_id="eng"), generate(client, team_id="eng")
     assert chat(client, first).status_code == 200 and chat(client, second).status_code == 200
-    assert chat(client, first).status_code == 429
+    refused = chat(client, first)
+    assert refused.status_code == 429 and "team eng: rpm_limit is 2" in refused.json["error"]["message"]
     mine, also_mine = generate(client, user_id="ann"), generate(client, user_id="ann")
     assert chat(client, mine).status_code == 200
     assert chat(client, also_mine).status_code == 429
