@@ -84,7 +84,7 @@ class SpendTracker:
         scopes += _model_scopes(call.principal, call.model)
         if not scopes:
             return
-        verdict = self.limiter.acquire(call.call_id, scopes, now)
+        verdict = self.limiter.acquire(held.token, scopes, now)
         if isinstance(verdict, Admission):
             held.scopes, held.backend = scopes, verdict.backend
             call.response_headers.update(_rate_headers(verdict.remaining_requests, verdict.remaining_tokens,
@@ -158,7 +158,7 @@ class SpendTracker:
             call.response_headers["x-dheera-ai-response-cost"] = repr(cost)
         if held.scopes:
             try:
-                self.limiter.release(call.call_id, held.scopes, usage.total_tokens if usage else 0, time.time(),
+                self.limiter.release(held.token, held.scopes, usage.total_tokens if usage else 0, time.time(),
                                      backend=held.backend)
             except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
@@ -250,6 +250,8 @@ class _Held:
     """What a call's pre-call took: rate-limit scopes (and where) and budget reservations."""
 
     def __init__(self):
+        # Marks the call in flight; not the call id, which a client may choose (and reuse to share a slot).
+        self.token = uuid.uuid4().hex
         self.scopes: list[Scope] = []
         self.backend = "local"
         self.hold_id: str | None = None

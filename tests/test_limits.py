@@ -44,13 +44,14 @@ def fresh_minute():
         time.sleep(61 - time.time() % 60)
 
 
-def post_many(url, key, count, threads=None, **body):
+def post_many(url, key, count, headers=None, **body):
     """`count` chat calls at once against a real server; their status codes."""
     statuses = []
     lock = threading.Lock()
 
     def one():
-        response = requests.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+        response = requests.post(url + "/v1/chat/completions", timeout=30,
+                                 headers={"Authorization": f"Bearer {key}", **(headers or {})},
                                  json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
                                        **body})
         with lock:
@@ -188,7 +189,8 @@ def test_a_stream_carries_the_rate_limit_headers(client):
 def test_max_parallel_requests_refuses_the_calls_beyond_it(app, live, upstream):
     key = generate(app.test_client(), max_parallel_requests=2)
     upstream.always("/v1/chat/completions", body=chat_completion(), delay=0.5)
-    statuses = post_many(live.url, key, 5)
+    # Every call claims the same call id: it must not make them one call in flight.
+    statuses = post_many(live.url, key, 5, headers={"x-dheera-ai-call-id": "same-id"})
     assert sorted(statuses) == [200, 200, 429, 429, 429]
     upstream.clear()
     assert chat(app.test_client(), key).status_code == 200  # the slots came back
