@@ -148,10 +148,12 @@ class SpendTracker:
     def _record(self, call, outcome) -> None:
         held = self._held.pop(id(call), None) or _Held()
         usage, estimated = outcome.usage, False
-        if call.stream and outcome.error is None and (usage is None or not usage.completion_tokens):
+        # A stream that ended without usage (the client left, or it failed part-way) is billed for
+        # what reached the client.
+        if call.stream and call.delivered and (usage is None or not usage.completion_tokens):
             usage, estimated = _estimated_usage(call), True
         cost, priced = 0.0, True
-        if call.deployment is not None and usage is not None and outcome.error is None:
+        if call.deployment is not None and usage is not None:
             priced_cost = self.prices.cost(call.deployment, usage, call.body)
             cost, priced = priced_cost.amount, priced_cost.priced
         if outcome.error is None:

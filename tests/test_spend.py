@@ -5,6 +5,7 @@ import time
 
 import openai
 import pytest
+import requests
 
 from tests.conftest import MASTER_KEY
 from tests.support.fake_upstream import chat_chunks
@@ -121,6 +122,18 @@ def test_a_failed_call_leaves_a_row_with_its_error_and_no_cost(app, client, auth
     assert response.status_code == 400 and "x-dheera-ai-response-cost" not in response.headers
     [row] = stored(app)
     assert (row["status"], row["error_type"], row["cost"]) == (400, "BadRequestError", 0)
+
+
+def test_a_stream_that_fails_part_way_is_billed_for_what_it_delivered(app, live, upstream):
+    upstream.stream(chat_chunks(words=[f" word{i:03d}" for i in range(10)], usage=None)[:-2], truncate=True)
+    response = requests.post(live.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                             json={"model": "gpt-4o-mini", "stream": True,
+                                   "messages": [{"role": "user", "content": "count"}]}, timeout=10)
+    assert response.text.count("word") == 10 and '"error"' in response.text
+    [row] = _eventually(lambda: stored(app))
+    assert row["status"] >= 500 and row["error_type"] and row["stream_cut"] is True
+    assert row["usage_estimated"] is True and row["completion_tokens"] == 20
+    assert row["cost"] == pytest.approx(row["prompt_tokens"] * 1e-6 + 20 * 2e-6)
 
 
 def test_a_hung_up_stream_is_billed_for_what_it_delivered(app, live, upstream):

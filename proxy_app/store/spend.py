@@ -116,7 +116,9 @@ class SpendStore:
         try:
             with self._transaction(write=True) as cur:
                 self._fast_commit(cur)
-                for scope, scope_id, window_start, budget, amount in checks:
+                # Counter rows are locked in the one order `record_spend` updates them in (sorted),
+                # so a hold and a batch waiting on each other cannot deadlock.
+                for scope, scope_id, window_start, budget, amount in sorted(checks):
                     spent, held = self._counter(cur, scope, scope_id, window_start, now, lock=True)
                     if spent + held >= budget:
                         # Raised inside the transaction, so the holds taken before it roll back.
