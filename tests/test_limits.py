@@ -88,6 +88,8 @@ def test_a_team_budget_holds_for_all_its_keys(app, client):
     app.extensions["dheera_ai_state"].spend.flush()
     refused = chat(client, second)
     assert refused.status_code == 400 and "team eng" in refused.json["error"]["message"]
+    assert client.get("/team/info", headers=AUTH, query_string={"team_id": "eng"}).json["team_info"]["spend"] \
+        == pytest.approx(PLAIN_COST)
 
 
 def test_a_user_budget_holds_for_all_their_keys(app, client):
@@ -100,6 +102,8 @@ def test_a_user_budget_holds_for_all_their_keys(app, client):
     app.extensions["dheera_ai_state"].spend.flush()
     message = chat(client, second).json["error"]["message"]
     assert f"spend ${PLAIN_COST:.6f} (+$0.000000 held" in message
+    info = client.get("/user/info", headers=AUTH, query_string={"user_id": "ann"}).json
+    assert info["user_info"]["spend"] == pytest.approx(PLAIN_COST)
 
 
 def test_a_budget_window_resets_after_its_duration(app, client):

@@ -183,6 +183,8 @@ def test_spend_logs_filter_and_the_report_totals(app, client, auth):
     # A key reads its own spend, nobody else's.
     own = client.get("/spend/logs", headers={"Authorization": f"Bearer {key['key']}"}).json
     assert own["total_count"] == 3
+    info = client.get("/key/info", headers={"Authorization": f"Bearer {key['key']}"}).json["info"]
+    assert info["spend"] == pytest.approx(3 * PLAIN_COST)
     assert client.get("/spend/tags", headers={"Authorization": f"Bearer {key['key']}"}).status_code == 403
     assert client.get("/spend/report", headers=auth, query_string={"group_by": "nope"}).status_code == 400
 

@@ -180,6 +180,11 @@ class SpendStore:
             return None
         return dict(zip(("spend", "calls", "prompt_tokens", "completion_tokens"), found, strict=True))
 
+    def spend_of(self, scope: str, scope_id: str) -> float:
+        """Everything a key, user, team or tag has spent (stored rows), in dollars."""
+        total = self.spend_total(scope, scope_id)
+        return total["spend"] if total else 0.0
+
     def spend_tags(self) -> list[dict]:
         """Every tag's running total, most spent first."""
         with self._transaction() as cur:
