@@ -127,6 +127,8 @@ def test_concurrent_calls_overspend_by_less_than_one_call(app, live):
     spend = client.get("/spend/report", headers=AUTH).json["total_spend"]
     assert spend == pytest.approx(admitted * PLAIN_COST)
     assert budget - PLAIN_COST < spend < budget + PLAIN_COST, (admitted, spend)
+    print(f"budget ${budget:.6f}, 48 calls 8 at a time: {admitted} admitted, spent ${spend:.6f} "
+          f"(overspend ${max(spend - budget, 0):.6f})")
 
 
 # -- rate limits ---------------------------------------------------------------------------------

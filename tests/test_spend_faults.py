@@ -70,6 +70,7 @@ def test_rows_made_while_the_database_is_down_reach_it_exactly_once(live_app, ba
         assert wait_for(stored, (8, 8)) == (8, 8)
         time.sleep(0.3)  # more rounds of the writer change nothing
         assert stored() == (8, 8)
+        print("store outage: 8 calls (5 while it was down), 8 rows, 0 lost, 0 twice")
         found = {r[0] for r in schema._admin.execute(f'SELECT request_id FROM "{schema.name}".spend_logs')}
         assert found == set(ids)
         calls, spend = schema._admin.execute(
@@ -151,5 +152,6 @@ def test_two_workers_count_rpm_and_budget_exactly(tmp_path, upstream):
         total = sum(r["cost"] for r in spent if r["status"] == 200)
         assert abs(total - admitted * PLAIN_COST) < 1e-12
         assert 5 * PLAIN_COST < total < 7 * PLAIN_COST, (admitted, total)
+        print(f"2 workers, budget ${6 * PLAIN_COST:.6f}: {admitted} admitted, spent ${total:.6f}")
     finally:
         gateway.close()

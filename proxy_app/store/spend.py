@@ -23,6 +23,9 @@ TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
 # /spend/report groupings -> the column (or tag join) they group by.
 REPORT_GROUPS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group",
                  "tag": "t.tag"}
+# Costs are summed in floating point: ten calls of $0.000023 may add up to a hair under
+# $0.00023. Within a billionth of a dollar, a budget counts as reached.
+BUDGET_EPSILON = 1e-9
 # A hold older than this belongs to a call whose worker died mid-call; it stops counting.
 HOLD_SECONDS = 900
 LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group"}
@@ -120,7 +123,7 @@ class SpendStore:
                 # so a hold and a batch waiting on each other cannot deadlock.
                 for scope, scope_id, window_start, budget, amount in sorted(checks):
                     spent, held = self._counter(cur, scope, scope_id, window_start, now, lock=True)
-                    if spent + held >= budget:
+                    if spent + held >= budget - BUDGET_EPSILON:
                         # Raised inside the transaction, so the holds taken before it roll back.
                         raise _Refused(BudgetRefusal(scope, scope_id, spent, held, budget))
                     cur.execute(self._sql("INSERT INTO budget_holds (hold_id, scope, scope_id, window_start, "

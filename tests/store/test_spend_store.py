@@ -106,3 +106,10 @@ def test_concurrent_reservations_never_pass_the_budget(store_url, tmp_path):
     assert len(admitted) == 8  # 8 x 0.25 reaches 2.0; every later one is refused
     for s in stores:
         s.close()
+
+
+def test_a_budget_reached_by_summed_costs_is_reached_despite_rounding(store):
+    cost = 0.000023  # ten of these sum to a hair under 10 * cost in floating point
+    store.record_spend([spend_row(f"r{i}", cost=cost, budgets=[("key", "k1", 0.0, "none")]) for i in range(10)])
+    assert store.budget_counter("key", "k1", 0.0)[0] < 10 * cost
+    assert store.reserve_budget("c", [("key", "k1", 0.0, 10 * cost, cost)], time.time()) is not None
