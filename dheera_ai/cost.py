@@ -38,7 +38,7 @@ class PriceTable:
     @classmethod
     def load(cls, path: str | None = None) -> "PriceTable":
         with open(path or DEFAULT_PRICES, encoding="utf-8") as f:
-            entries = yaml.safe_load(f) or {}
+            entries = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         if not isinstance(entries, dict):
             raise ValueError(f"{path or DEFAULT_PRICES}: a price table is a mapping of model -> prices")
         return cls(entries)

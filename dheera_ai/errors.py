@@ -63,6 +63,12 @@ class UnsupportedParamsError(BadRequestError):
     """The provider cannot honour a parameter (see `drop_params`)."""
 
 
+class BudgetExceededError(BadRequestError):
+    """A key, user or team has spent its `max_budget` (for this `budget_duration`)."""
+
+    error_type = "budget_exceeded"
+
+
 class AuthenticationError(DheeraAIError):
     status = 401
     error_type = "authentication_error"

@@ -20,6 +20,8 @@ from dheera_ai.types import Call, Credentials, Deployment, Outcome, Principal, R
 
 log = logging.getLogger("dheera_ai.pipeline")
 
+MAX_DELIVERED_CHUNKS = 20_000
+
 
 class Pipeline:
     def __init__(self, plugin_manager, config, router, providers):
@@ -158,8 +160,13 @@ class Pipeline:
         """
         finished = False
         error = None
+        # Kept for billing a stream the client leaves before its usage chunk (SSE only, bounded).
+        delivered = call.delivered if reply.content_type.startswith("text/event-stream") else None
         try:
-            yield from upstream
+            for chunk in upstream:
+                if delivered is not None and len(delivered) < MAX_DELIVERED_CHUNKS:
+                    delivered.append(chunk)
+                yield chunk
             finished = True
         except DheeraAIError as exc:
             error = exc

@@ -93,6 +93,9 @@ class Principal:
     # What bounds this caller's use: max_budget, budget_duration, rpm_limit, tpm_limit,
     # max_parallel_requests (a virtual key's, already bounded by its team's); absent = unbounded.
     limits: dict = field(default_factory=dict)
+    # Each owner's own limits, counted separately: {"key": {...}, "user": {...}, "team": {...}}
+    # (a team's rpm_limit bounds all its keys together; `limits` bounds the one key).
+    scoped_limits: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -135,6 +138,11 @@ class Call:
     # Attempts beyond the first within a model group, and fallback groups tried (response headers).
     attempted_retries: int = 0
     attempted_fallbacks: int = 0
+    # Headers plugins add to the answer (rate-limit state, the call's cost), errors included.
+    response_headers: dict = field(default_factory=dict)
+    # The SSE chunks relayed to the client so far: a stream cut short without a usage chunk is
+    # billed for what it delivered.
+    delivered: list = field(default_factory=list)
 
 
 @dataclass

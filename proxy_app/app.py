@@ -24,6 +24,7 @@ from proxy_app.blueprints import (
     moderations,
     rerank,
     responses,
+    spend,
     teams,
     users,
 )
@@ -61,6 +62,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state = State(engine.config)
     state.try_ensure_schema()
     engine.plugin_manager.register(state.auth, name="virtual-keys")
+    engine.plugin_manager.register(state.spend, name="spend")
+    state.spend.start()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
@@ -73,7 +76,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
-                      keys.bp, users.bp, teams.bp):
+                      keys.bp, users.bp, teams.bp, spend.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app

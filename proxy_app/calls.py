@@ -168,4 +168,6 @@ def add_call_headers(response: Response) -> Response:
         response.headers["x-dheera-ai-attempted-fallbacks"] = str(call.attempted_fallbacks)
         overhead = time.perf_counter() - call.started - call.upstream_seconds
         response.headers["x-dheera-ai-overhead-duration-ms"] = f"{overhead * 1000:.3f}"
+        for name, value in call.response_headers.items():
+            response.headers[name] = value
     return response

@@ -1,10 +1,12 @@
-"""The gateway's state, assembled by `create_app`: the store, the key cache and Redis."""
+"""The gateway's state, assembled by `create_app`: the store, the key cache, spend and limits, Redis."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from proxy_app.invalidation import RedisInvalidation
+from proxy_app.spend import SpendTracker
 from proxy_app.store import StoreUnavailableError, open_store
 from proxy_app.virtual_keys import VirtualKeyAuth
 
@@ -17,6 +19,7 @@ class State:
         redis_url = config.general_settings.get("redis_url")
         self.invalidation = RedisInvalidation(redis_url) if redis_url else None
         self.auth = VirtualKeyAuth(self.store, config, self.invalidation, ready=self.ensure_schema)
+        self.spend = SpendTracker(self.store, config, local_files_dir(config, self.store))
         self.schema_ready = False
 
     def ensure_schema(self) -> None:
@@ -42,11 +45,22 @@ class State:
             report.update(status="connected", schema_version=self.store.schema_version())
         except StoreUnavailableError:
             report.update(status="unreachable", error="the state store does not answer")
-        out = {"state_store": report}
+        out = {"state_store": report, "spend": self.spend.health()}
         if self.invalidation is not None:
             out["redis"] = self.invalidation.health()
         return out
 
     def close(self) -> None:
+        self.spend.close()
         self.auth.close()
         self.store.close()
+
+
+def local_files_dir(config, store) -> str:
+    """Where this instance keeps its spend spool and rate-limit counters: beside a SQLite store,
+    else `general_settings.local_state_dir`, else beside the config."""
+    configured = config.general_settings.get("local_state_dir")
+    if configured:
+        return configured
+    path = getattr(store, "path", None)
+    return os.path.dirname(os.path.abspath(path)) if path else config.state_dir

@@ -192,7 +192,9 @@ class VirtualKeyAuth:
             team_id=row["team_id"],
             models=effective_models(row["models"], team["models"] if team else None, self.groups),
             metadata=dict(row["metadata"]), tags=tuple(row["tags"]) + tuple(team["tags"] if team else ()),
-            user_role=user["user_role"] if user else None, limits=limits)
+            user_role=user["user_role"] if user else None, limits=limits,
+            scoped_limits={scope: {name: owner[name] for name in LIMITS if owner[name] is not None}
+                           for scope, owner in (("key", row), ("user", user), ("team", team)) if owner})
         blocked = "blocked" if row["blocked"] else ("blocked with its team" if team and team["blocked"] else None)
         return CachedKey(principal, row["expires"], blocked)
 

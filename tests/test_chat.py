@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import MASTER_KEY
 from tests.support.fake_upstream import chat_chunks, chat_completion
+from tests.support.servers import hang_up_mid_stream
 
 
 def ask(client, model="gpt-4o-mini", **kwargs):
@@ -268,15 +269,9 @@ def test_an_error_mid_stream_becomes_an_error_event(openai_client, upstream, cal
 def test_a_client_hanging_up_closes_the_upstream_and_still_records_the_call(live, upstream, call_log):
     words = [f" w{i}" for i in range(200)]
     upstream.stream(chat_chunks(words=words), event_delay=0.02)
-    with socket.create_connection(("127.0.0.1", int(live.url.rsplit(":", 1)[1]))) as sock:
-        body = json.dumps({"model": "gpt-4o-mini", "stream": True,
-                           "messages": [{"role": "user", "content": "count"}]}).encode()
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + MASTER_KEY.encode() + b"\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        received = b""
-        while b"data:" not in received:
-            received += sock.recv(4096)
+    hang_up_mid_stream(live.url, MASTER_KEY, {"model": "gpt-4o-mini", "stream": True,
+                                              "messages": [{"role": "user", "content": "count"}]},
+                       enough=lambda received: b"data:" in received)
     deadline = time.time() + 5
     while time.time() < deadline and not (upstream.closed_streams and call_log()):
         time.sleep(0.05)

@@ -108,7 +108,7 @@ def info():
     if not ref:
         raise BadRequestError("Missing query parameter 'key'.", param="key", code="missing_parameter")
     row = existing_key(store, ref)
-    return {"key": row["key_hash"], "info": key_view(row)}
+    return {"key": row["key_hash"], "info": {**key_view(row), "spend": store.spend_of("key", row["key_hash"])}}
 
 
 @bp.get("/key/list")

@@ -64,7 +64,8 @@ def info():
     store = admin.store()
     team = existing_team(store, team_id)
     keys, _ = store.list_keys(team_id=team["team_id"], limit=1000)
-    return {"team_id": team["team_id"], "team_info": team_view(store, team), "keys": [key_view(k) for k in keys]}
+    return {"team_id": team["team_id"], "team_info": {**team_view(store, team), "spend": store.spend_of(
+        "team", team["team_id"])}, "keys": [key_view(k) for k in keys]}
 
 
 @bp.post("/team/update")

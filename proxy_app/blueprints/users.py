@@ -55,7 +55,8 @@ def info():
     if user is None:
         raise NotFoundError(f"There is no user '{user_id}'.", param="user_id", code="user_not_found")
     keys, _ = store.list_keys(user_id=user_id, limit=1000)
-    return {"user_id": user_id, "user_info": admin.view(user), "keys": [key_view(k) for k in keys],
+    return {"user_id": user_id, "user_info": {**admin.view(user), "spend": store.spend_of("user", user_id)},
+            "keys": [key_view(k) for k in keys],
             "teams": store.user_teams(user_id)}
 
 

@@ -72,3 +72,79 @@ MIGRATIONS = [
         "INSERT INTO state_version (id, version) VALUES (1, 0)",
     ]),
 ]
+
+MIGRATIONS.append(
+    (2, "spend logs, running totals, budget counters", [
+        # One row per call. `row_id` (made once, when the row is spooled) is the idempotency key: a
+        # row replayed from the spool after a crash or an outage conflicts and is skipped, and only
+        # inserted rows move the totals. It is not the call id, which a client may choose and reuse.
+        """CREATE TABLE spend_logs (
+            row_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            call_type TEXT NOT NULL,
+            key_hash TEXT,
+            key_alias TEXT,
+            user_id TEXT,
+            team_id TEXT,
+            model_group TEXT,
+            deployment TEXT,
+            provider TEXT,
+            prompt_tokens BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            total_tokens BIGINT NOT NULL,
+            cost DOUBLE PRECISION NOT NULL,
+            priced INTEGER NOT NULL,
+            usage_estimated INTEGER NOT NULL,
+            tags TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            error_type TEXT,
+            stream INTEGER NOT NULL,
+            stream_cut INTEGER NOT NULL,
+            retries INTEGER NOT NULL,
+            fallbacks INTEGER NOT NULL,
+            start_time DOUBLE PRECISION NOT NULL,
+            end_time DOUBLE PRECISION NOT NULL,
+            latency_ms DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX spend_logs_time ON spend_logs (start_time)",
+        "CREATE INDEX spend_logs_request ON spend_logs (request_id)",
+        "CREATE INDEX spend_logs_key ON spend_logs (key_hash, start_time)",
+        "CREATE INDEX spend_logs_user ON spend_logs (user_id, start_time)",
+        "CREATE INDEX spend_logs_team ON spend_logs (team_id, start_time)",
+        # A call's tags, one row each, for filtering and grouping by tag.
+        """CREATE TABLE spend_log_tags (
+            row_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (row_id, tag))""",
+        "CREATE INDEX spend_log_tags_tag ON spend_log_tags (tag)",
+        # Lifetime totals per key, user, team and tag ('key', '<hash>'), moved with each inserted row.
+        """CREATE TABLE spend_totals (
+            scope TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            spend DOUBLE PRECISION NOT NULL,
+            calls BIGINT NOT NULL,
+            prompt_tokens BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            PRIMARY KEY (scope, scope_id))""",
+        # Budgets: what was spent in a budget window (epoch seconds where it began; 0 without
+        # `budget_duration`), and what calls in flight hold: a call holds an estimate of its cost
+        # before it runs; its spend row, when stored, adds the real cost and drops the hold. A
+        # hold left by a worker that died mid-call stops counting after a while (`HOLD_SECONDS`).
+        """CREATE TABLE budget_counters (
+            scope TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            window_start DOUBLE PRECISION NOT NULL,
+            spent DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, scope_id, window_start))""",
+        """CREATE TABLE budget_holds (
+            hold_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            window_start DOUBLE PRECISION NOT NULL,
+            amount DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (hold_id, scope, scope_id))""",
+        "CREATE INDEX budget_holds_scope ON budget_holds (scope, scope_id, window_start)",
+        "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
+    ]),
+)

@@ -61,6 +61,12 @@ class PostgresStore(SQLStore):
                                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                         code="store_unavailable") from None
 
+    def _for_update(self) -> str:
+        return " FOR UPDATE"
+
+    def _fast_commit(self, cursor) -> None:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+
     def _lock_migrations(self, cursor) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
 

@@ -16,6 +16,7 @@ import orjson
 
 from dheera_ai.errors import BadRequestError, ServiceUnavailableError
 from proxy_app.store.migrations import MIGRATIONS
+from proxy_app.store.spend import SpendStore
 
 JSON_COLUMNS = frozenset({"models", "metadata", "tags"})
 BOOL_COLUMNS = frozenset({"blocked"})
@@ -36,8 +37,8 @@ class ConflictError(BadRequestError):
     """A row with that identity exists already (key, alias, user or team id)."""
 
 
-class SQLStore:
-    """Keys, users and teams. Subclasses provide `_connect()`-style plumbing via `_transaction`."""
+class SQLStore(SpendStore):
+    """Keys, users and teams (spend from `SpendStore`); backends provide `_transaction` and the rest."""
 
     backend = "sql"
 

@@ -1,0 +1,113 @@
+"""Spend: `GET /spend/logs`, `/spend/tags`, `/spend/report`.
+
+Admins see everything; a virtual key sees its own calls only. Rows reach the store from the
+spool within about a second of the call (see `proxy_app.spend`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+from flask import Blueprint, request
+
+from dheera_ai.errors import BadRequestError, PermissionDeniedError
+from proxy_app import admin
+from proxy_app.blueprints.keys import token_of
+from proxy_app.store.spend import REPORT_GROUPS
+
+bp = Blueprint("spend", __name__)
+MAX_PAGE_SIZE = 1000
+
+
+def _scope() -> dict:
+    """Filters the caller may not widen: a virtual key that is no admin sees its own rows."""
+    principal = admin.caller()
+    if admin.is_admin(principal):
+        return {}
+    if principal.kind == "virtual_key":
+        return {"key": principal.key_hash}
+    raise PermissionDeniedError("Spend is visible to the master key, proxy_admin users and each key for itself.",
+                                code="admin_only")
+
+
+def _time(name: str) -> float | None:
+    """`start_date` / `end_date`: epoch seconds, a date (UTC midnight) or an ISO 8601 time."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequestError(f"'{name}' must be a date (2026-11-22), an ISO 8601 time or epoch seconds.",
+                              param=name, code="invalid_value") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadRequestError(f"'{name}' must be a whole number.", param=name, code="invalid_value") from None
+    if not low <= number <= high:
+        raise BadRequestError(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_value")
+    return number
+
+
+def _range() -> tuple[float | None, float | None]:
+    start, end = _time("start_date"), _time("end_date")
+    if end is not None and request.args.get("end_date", "").count(":") == 0 and len(request.args["end_date"]) == 10:
+        end += 86400  # a date as the end means that whole day
+    return start, end
+
+
+@bp.get("/spend/logs")
+def logs():
+    forced = _scope()
+    key = request.args.get("api_key") or request.args.get("key")
+    filters = {"key": token_of(key) if key else None, "user": request.args.get("user_id"),
+               "team": request.args.get("team_id"), "model": request.args.get("model"), **forced}
+    if forced and key and token_of(key) != forced["key"]:
+        raise PermissionDeniedError("A key may read its own spend only.", param="api_key", code="admin_only")
+    page, size = _int("page", 1, 1, 10**9), _int("size", 50, 1, MAX_PAGE_SIZE)
+    start, end = _range()
+    rows, total = admin.store().spend_logs(filters=filters, tag=request.args.get("tag"), start=start, end=end,
+                                           offset=(page - 1) * size, limit=size)
+    for row in rows:
+        for name in ("start_time", "end_time"):
+            row[name] = admin.timestamp(row[name])
+    return {"data": rows, "total_count": total, "current_page": page, "total_pages": math.ceil(total / size)}
+
+
+@bp.get("/spend/tags")
+def tags():
+    principal = admin.caller()
+    if not admin.is_admin(principal):
+        raise PermissionDeniedError("Only the master key or a proxy_admin user's key may read spend by tag.",
+                                    code="admin_only")
+    return {"data": admin.store().spend_tags()}
+
+
+@bp.get("/spend/report")
+def report():
+    forced = _scope()
+    group_by = request.args.get("group_by", "key")
+    if group_by not in REPORT_GROUPS:
+        raise BadRequestError(f"'group_by' must be one of {', '.join(REPORT_GROUPS)}.", param="group_by",
+                              code="invalid_value")
+    if forced and group_by != "key":
+        raise PermissionDeniedError("A key may report its own spend only (group_by=key).", code="admin_only")
+    start, end = _range()
+    rows = admin.store().spend_report(group_by, start=start, end=end)
+    if forced:
+        rows = [r for r in rows if r["key"] == forced["key"]]
+    for row in rows:
+        row["day"] = admin.timestamp(row["day"])[:10]
+    return {"group_by": group_by, "data": rows, "total_spend": sum(r["spend"] for r in rows)}

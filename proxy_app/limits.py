@@ -1,0 +1,302 @@
+"""Rate limits (rpm, tpm, max_parallel_requests), counted exactly across workers and instances.
+
+A call names the scopes that bound it (`key:<hash>`, `user:<id>`, `team:<id>`), each with its
+limits. `acquire` checks every scope and, only if all have room, counts the request and marks the
+call in flight, as one atomic step: a SQLite `BEGIN IMMEDIATE` transaction in a file shared by
+the workers of an instance, or one Lua script on Redis shared by every instance. Windows are
+calendar minutes. `release` ends the call's in-flight mark and adds the tokens it used.
+
+If Redis fails (short timeouts), counting falls back to this instance's file with a warning, and
+Redis is tried again a few seconds later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger("dheera_ai.limits")
+
+WINDOW_S = 60
+# An in-flight mark older than this belongs to a call whose worker died; it no longer counts.
+STALE_S = 600
+REDIS_TIMEOUT_S = 0.25
+REDIS_RETRY_S = 5.0
+UNLIMITED = -1
+
+
+@dataclass(frozen=True)
+class Scope:
+    name: str  # "key:<hash>", "user:<id>", "team:<id>"
+    rpm: int = UNLIMITED
+    tpm: int = UNLIMITED
+    parallel: int = UNLIMITED
+
+
+@dataclass
+class Admission:
+    """What the response headers say: room left this minute and seconds until the window resets."""
+
+    remaining_requests: int | None
+    remaining_tokens: int | None
+    reset_seconds: float
+    backend: str = "local"
+
+
+@dataclass
+class Refusal:
+    scope: str
+    limit: str  # "rpm_limit", "tpm_limit", "max_parallel_requests"
+    value: int
+    retry_after: float
+    remaining_requests: int | None
+    remaining_tokens: int | None
+
+
+class LocalLimiter:
+    """Counters in a SQLite file beside the store: exact across the workers of one instance."""
+
+    backend = "local"
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = None
+        self._calls = 0
+
+    def _connection(self):
+        if self._conn is None or self._pid != os.getpid():
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = OFF")  # counters, not records: a power cut may forget a minute
+            conn.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL, "
+                         "expires REAL NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS in_flight (scope TEXT NOT NULL, call_id TEXT NOT NULL, "
+                         "started REAL NOT NULL, PRIMARY KEY (scope, call_id))")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _write(self):
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")  # serializes every worker's check-and-count
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.commit()
+
+    def acquire(self, call_id: str, scopes: list[Scope], now: float) -> Admission | Refusal:
+        minute = int(now // WINDOW_S)
+        reset = WINDOW_S - now % WINDOW_S
+        with self._write() as conn:
+            self._calls += 1
+            if self._calls % 200 == 1:
+                conn.execute("DELETE FROM counters WHERE expires < ?", (now,))
+                conn.execute("DELETE FROM in_flight WHERE started < ?", (now - STALE_S,))
+            remaining_requests = remaining_tokens = None
+            for scope in scopes:
+                requests = _value(conn, f"{scope.name}:rpm:{minute}")
+                tokens = _value(conn, f"{scope.name}:tpm:{minute}")
+                left_r = scope.rpm - requests if scope.rpm != UNLIMITED else None
+                left_t = scope.tpm - tokens if scope.tpm != UNLIMITED else None
+                refusal = None
+                if left_r is not None and left_r <= 0:
+                    refusal = ("rpm_limit", scope.rpm, reset)
+                elif left_t is not None and left_t <= 0:
+                    refusal = ("tpm_limit", scope.tpm, reset)
+                elif scope.parallel != UNLIMITED:
+                    running = conn.execute("SELECT COUNT(*) FROM in_flight WHERE scope = ? AND started >= ?",
+                                           (scope.name, now - STALE_S)).fetchone()[0]
+                    if running >= scope.parallel:
+                        refusal = ("max_parallel_requests", scope.parallel, 1.0)
+                if refusal is not None:
+                    return Refusal(scope.name, *refusal, max(left_r or 0, 0) if left_r is not None else None,
+                                   max(left_t, 0) if left_t is not None else None)
+                remaining_requests = _least(remaining_requests, None if left_r is None else left_r - 1)
+                remaining_tokens = _least(remaining_tokens, left_t)
+            for scope in scopes:
+                if scope.rpm != UNLIMITED:
+                    _add(conn, f"{scope.name}:rpm:{minute}", 1, (minute + 2) * WINDOW_S)
+                if scope.parallel != UNLIMITED:
+                    conn.execute("INSERT OR REPLACE INTO in_flight (scope, call_id, started) VALUES (?, ?, ?)",
+                                 (scope.name, call_id, now))
+        return Admission(remaining_requests, remaining_tokens, reset, self.backend)
+
+    def release(self, call_id: str, scopes: list[Scope], tokens: int, now: float, backend: str = "local") -> None:
+        minute = int(now // WINDOW_S)
+        with self._write() as conn:
+            for scope in scopes:
+                if scope.parallel != UNLIMITED:
+                    conn.execute("DELETE FROM in_flight WHERE scope = ? AND call_id = ?", (scope.name, call_id))
+                if scope.tpm != UNLIMITED and tokens:
+                    _add(conn, f"{scope.name}:tpm:{minute}", tokens, (minute + 2) * WINDOW_S)
+
+    def health(self) -> dict:
+        return {"backend": "local"}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+def _value(conn, name) -> int:
+    found = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return found[0] if found else 0
+
+
+def _add(conn, name, amount, expires) -> None:
+    conn.execute("INSERT INTO counters (name, value, expires) VALUES (?, ?, ?) ON CONFLICT (name) "
+                 "DO UPDATE SET value = value + excluded.value", (name, amount, expires))
+
+
+def _least(a, b):
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+# KEYS: per scope its rpm counter, tpm counter and in-flight set. ARGV: now, call id, then per
+# scope rpm, tpm, parallel (-1: none). Returns {0, remaining requests, remaining tokens} or
+# {1, scope index, limit name, left requests, left tokens}; -1 stands for "no limit".
+ACQUIRE_LUA = """
+local now = tonumber(ARGV[1])
+local n = #KEYS / 3
+local rem_r, rem_t = -1, -1
+for i = 0, n - 1 do
+  local rpm, tpm, par = tonumber(ARGV[3 + i*3]), tonumber(ARGV[4 + i*3]), tonumber(ARGV[5 + i*3])
+  local left_r, left_t = -1, -1
+  if rpm >= 0 then left_r = rpm - tonumber(redis.call('GET', KEYS[1 + i*3]) or '0') end
+  if tpm >= 0 then left_t = tpm - tonumber(redis.call('GET', KEYS[2 + i*3]) or '0') end
+  if rpm >= 0 and left_r <= 0 then return {1, i, 'rpm_limit', 0, left_t} end
+  if tpm >= 0 and left_t <= 0 then return {1, i, 'tpm_limit', left_r, 0} end
+  if par >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3 + i*3], '-inf', now - STALE_S)
+    if redis.call('ZCARD', KEYS[3 + i*3]) >= par then return {1, i, 'max_parallel_requests', left_r, left_t} end
+  end
+  if left_r >= 0 and (rem_r < 0 or left_r - 1 < rem_r) then rem_r = left_r - 1 end
+  if left_t >= 0 and (rem_t < 0 or left_t < rem_t) then rem_t = left_t end
+end
+for i = 0, n - 1 do
+  if tonumber(ARGV[3 + i*3]) >= 0 then
+    redis.call('INCR', KEYS[1 + i*3])
+    redis.call('EXPIRE', KEYS[1 + i*3], EXPIRE_S)
+  end
+  if tonumber(ARGV[5 + i*3]) >= 0 then
+    redis.call('ZADD', KEYS[3 + i*3], now, ARGV[2])
+    redis.call('EXPIRE', KEYS[3 + i*3], STALE_S)
+  end
+end
+return {0, rem_r, rem_t}
+""".replace("STALE_S", str(STALE_S)).replace("EXPIRE_S", str(2 * WINDOW_S))
+
+# KEYS: per scope tpm counter and in-flight set. ARGV: call id, tokens.
+RELEASE_LUA = """
+for i = 1, #KEYS, 2 do
+  redis.call('ZREM', KEYS[i + 1], ARGV[1])
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('INCRBY', KEYS[i], ARGV[2])
+    redis.call('EXPIRE', KEYS[i], EXPIRE_S)
+  end
+end
+return 0
+""".replace("EXPIRE_S", str(2 * WINDOW_S))
+
+
+class RedisLimiter:
+    """Counters in Redis, shared by every instance; falls back to `local` while Redis fails."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, prefix: str, local: LocalLimiter):
+        self.url = url
+        self.prefix = prefix + "limits:"
+        self.local = local
+        self._client = None
+        self._pid = None
+        self._scripts = None
+        self._down_until = 0.0
+
+    def _redis(self):
+        if self._client is None or self._pid != os.getpid():
+            import redis
+
+            self._client = redis.Redis.from_url(self.url, socket_timeout=REDIS_TIMEOUT_S,
+                                                socket_connect_timeout=REDIS_TIMEOUT_S)
+            self._scripts = (self._client.register_script(ACQUIRE_LUA), self._client.register_script(RELEASE_LUA))
+            self._pid = os.getpid()
+        return self._client
+
+    def _keys(self, scope: Scope, minute: int) -> list[str]:
+        base = self.prefix + scope.name
+        return [f"{base}:rpm:{minute}", f"{base}:tpm:{minute}", f"{base}:in_flight"]
+
+    def acquire(self, call_id: str, scopes: list[Scope], now: float) -> Admission | Refusal:
+        if now < self._down_until:
+            return self.local.acquire(call_id, scopes, now)
+        minute = int(now // WINDOW_S)
+        keys, args = [], [now, call_id]
+        for scope in scopes:
+            keys += self._keys(scope, minute)
+            args += [scope.rpm, scope.tpm, scope.parallel]
+        try:
+            self._redis()
+            result = self._scripts[0](keys=keys, args=args)
+        except Exception as exc:  # noqa: BLE001 - a Redis failure never blocks a call
+            self._failed(exc)
+            return self.local.acquire(call_id, scopes, now)
+        reset = WINDOW_S - now % WINDOW_S
+        if result[0] == 0:
+            return Admission(_count(result[1]), _count(result[2]), reset, self.backend)
+        index, limit = int(result[1]), result[2].decode() if isinstance(result[2], bytes) else result[2]
+        scope = scopes[index]
+        value = {"rpm_limit": scope.rpm, "tpm_limit": scope.tpm, "max_parallel_requests": scope.parallel}[limit]
+        retry = 1.0 if limit == "max_parallel_requests" else reset
+        return Refusal(scope.name, limit, value, retry, _count(result[3]), _count(result[4]))
+
+    def release(self, call_id: str, scopes: list[Scope], tokens: int, now: float, backend: str = "redis") -> None:
+        if backend != self.backend:
+            self.local.release(call_id, scopes, tokens, now)
+            return
+        minute = int(now // WINDOW_S)
+        keys = []
+        for scope in scopes:
+            rpm_key, tpm_key, in_flight = self._keys(scope, minute)
+            keys += [tpm_key, in_flight]
+        try:
+            self._redis()
+            self._scripts[1](keys=keys, args=[call_id, tokens if any(s.tpm != UNLIMITED for s in scopes) else 0])
+        except Exception as exc:  # noqa: BLE001 - the in-flight mark expires on its own
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if time.time() >= self._down_until:
+            log.warning("Redis is not answering (%s); rate limits count per instance for now", exc)
+        self._down_until = time.time() + REDIS_RETRY_S
+
+    def health(self) -> dict:
+        return {"backend": "redis" if time.time() >= self._down_until else "local (redis down)"}
+
+    def close(self) -> None:
+        self.local.close()
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+
+def _count(value):
+    """A count from the script: -1 means no limit applies (None); anything else, at least 0."""
+    value = int(value)
+    return None if value == UNLIMITED else max(value, 0)

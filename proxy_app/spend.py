@@ -1,0 +1,353 @@
+"""Spend and limits on every call: the plugin object `create_app` registers (it needs the store).
+
+Before a call (`dheera_ai_pre_call`, after the other checks): rate limits are counted
+(`proxy_app.limits`) and budgets reserved in the store (an estimate of the call's cost), so a
+call over either is refused before it reaches a provider. After it (the post-call hooks, which
+never raise): the cost is priced from the usage the upstream reported, the row is appended to the
+local spool before the answer finishes, and a background writer moves spooled rows into the store
+in batches, where each row is stored once and settles its reservations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import time
+import uuid
+
+import orjson
+
+from dheera_ai import hookimpl
+from dheera_ai.cost import PriceTable
+from dheera_ai.errors import BudgetExceededError, RateLimitError
+from dheera_ai.types import Usage
+from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
+from proxy_app.spool import Spool, SpoolFullError
+from proxy_app.store import StoreUnavailableError
+from proxy_app.virtual_keys import parse_duration
+
+log = logging.getLogger("dheera_ai.spend")
+
+FLUSH_SECONDS = 0.5
+# A reservation for a call that does not say how long its answer may be.
+DEFAULT_COMPLETION_ESTIMATE = 1024
+SCOPE_IDS = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
+_SECRET_NAME = re.compile(r"key|secret|token|password|authorization|credential", re.IGNORECASE)
+
+
+class SpendTracker:
+    def __init__(self, store, config, files_dir: str):
+        self.store = store
+        self.config = config
+        settings = config.general_settings
+        self.prices = PriceTable.load(settings.get("model_prices_path"))
+        self.spool = Spool(os.path.join(files_dir, "dheera_ai-spool"),
+                           max_bytes=int(float(settings.get("spend_spool_max_mb", 256)) * 1024 * 1024))
+        local = LocalLimiter(os.path.join(files_dir, "dheera_ai-limits.sqlite3"))
+        redis_url = settings.get("redis_url")
+        self.limiter = RedisLimiter(redis_url, settings.get("redis_key_prefix", "dheera_ai:"), local) \
+            if redis_url else local
+        self.flush_seconds = float(settings.get("spend_flush_seconds", FLUSH_SECONDS))
+        self._groups = {}
+        for deployment in config.deployments:
+            self._groups.setdefault(deployment.model_name, deployment)
+        self._held: dict[int, _Held] = {}  # id(call) -> what its pre-call took
+        self._drain_lock = threading.Lock()
+        self._writer_pid = None
+        self._stop = threading.Event()
+        self._last_store_warning = 0.0
+
+    # -- before the call -------------------------------------------------------------------------
+
+    @hookimpl(trylast=True)
+    def dheera_ai_pre_call(self, call, settings):
+        principal = call.principal
+        if principal is None:
+            return
+        owners = principal.scoped_limits or ({"key": principal.limits} if principal.limits else {})
+        if not owners and not principal.metadata:
+            return
+        now = time.time()
+        held = _Held()
+        self._held[id(call)] = held  # the post-call hooks give back whatever it ends up holding
+        self._count_rate(call, held, list(self._owners(principal, owners)), now)
+        self._hold_budget(call, held, list(self._owners(principal, owners)), now)
+
+    def _count_rate(self, call, held, owners, now) -> None:
+        """Count the call against every rate limit that applies; a 429 if one is reached."""
+        names = ("rpm_limit", "tpm_limit", "max_parallel_requests")
+        scopes = [Scope(f"{scope}:{ident}", *(_limit(limits, n) for n in names))
+                  for scope, ident, limits in owners if any(n in limits for n in names)]
+        scopes += _model_scopes(call.principal, call.model)
+        if not scopes:
+            return
+        verdict = self.limiter.acquire(held.token, scopes, now)
+        if isinstance(verdict, Admission):
+            held.scopes, held.backend = scopes, verdict.backend
+            call.response_headers.update(_rate_headers(verdict.remaining_requests, verdict.remaining_tokens,
+                                                       verdict.reset_seconds))
+            return
+        headers = _rate_headers(verdict.remaining_requests, verdict.remaining_tokens, verdict.retry_after)
+        headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after)))
+        call.response_headers.update(headers)
+        raise RateLimitError(f"Rate limit reached for {_scope_label(verdict.scope)}: {verdict.limit} is "
+                             f"{verdict.value}; retry in {headers['Retry-After']} s.", code="rate_limit_exceeded",
+                             headers=headers)
+
+    def _hold_budget(self, call, held, owners, now) -> None:
+        """Hold the call's estimated cost against every budget that applies; a 400 if one is spent."""
+        checks = [(scope, ident, _window(limits, now), float(limits["max_budget"]))
+                  for scope, ident, limits in owners if limits.get("max_budget") is not None]
+        if not checks:
+            return
+        estimate = self._estimate(call)
+        hold_id = uuid.uuid4().hex
+        try:
+            refusal = self.store.reserve_budget(hold_id, [(*c, estimate) for c in checks], now)
+        except StoreUnavailableError as exc:
+            self._store_warning(f"{exc.message}; budgets are not enforced until it answers")
+            return
+        if refusal is not None:
+            raise BudgetExceededError(
+                f"Budget exceeded for {refusal.scope} {_shown(refusal.scope, refusal.scope_id)}: spend "
+                f"${refusal.spent:.6f} (+${refusal.reserved:.6f} held by calls in flight), "
+                f"max_budget ${refusal.budget:.6f}.", code="budget_exceeded")
+        held.hold_id = hold_id
+        held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
+
+    def _owners(self, principal, owners):
+        for scope, attribute in SCOPE_IDS:
+            ident = getattr(principal, attribute) or (principal.kind if scope == "key" else None)
+            if scope in owners and ident:
+                yield scope, ident, owners[scope]
+
+    def _estimate(self, call) -> float:
+        """An upper-ish guess of the call's cost: its body as prompt, its max tokens as answer."""
+        deployment = self._groups.get(call.model)
+        if deployment is None:
+            return 0.0
+        body = call.body
+        prompt = len(orjson.dumps(body)) // 4
+        completion = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+        completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
+        return self.prices.cost(deployment, Usage(prompt, completion, prompt + completion), body).amount
+
+    # -- after the call --------------------------------------------------------------------------
+
+    @hookimpl
+    def dheera_ai_post_call_success(self, call, outcome):
+        self._record(call, outcome)
+
+    @hookimpl
+    def dheera_ai_post_call_failure(self, call, outcome):
+        self._record(call, outcome)
+
+    def _record(self, call, outcome) -> None:
+        held = self._held.pop(id(call), None) or _Held()
+        usage, estimated = outcome.usage, False
+        # A stream that ended without usage (the client left, or it failed part-way) is billed for
+        # what reached the client.
+        if call.stream and call.delivered and (usage is None or not usage.completion_tokens):
+            usage, estimated = _estimated_usage(call), True
+        cost, priced = 0.0, True
+        if call.deployment is not None and usage is not None:
+            priced_cost = self.prices.cost(call.deployment, usage, call.body)
+            cost, priced = priced_cost.amount, priced_cost.priced
+        if outcome.error is None:
+            call.response_headers["x-dheera-ai-response-cost"] = repr(cost)
+        if held.scopes:
+            try:
+                self.limiter.release(held.token, held.scopes, usage.total_tokens if usage else 0, time.time(),
+                                     backend=held.backend)
+            except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
+                log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
+        row = self._row(call, outcome, usage, cost, priced, estimated, held.budgets)
+        try:
+            self.spool.append(row)
+        except SpoolFullError as exc:
+            log.error("spend row of call %s lost: %s", call.call_id, exc)
+            self._release_budget(held.hold_id)
+            return
+        self._ensure_writer()
+
+    def _row(self, call, outcome, usage, cost, priced, estimated, budgets) -> dict:
+        principal, deployment, error = call.principal, call.deployment, outcome.error
+        end = time.time()
+        return {
+            "row_id": uuid.uuid4().hex, "request_id": call.call_id, "call_type": call.call_type,
+            "key_hash": principal.key_hash if principal else None,
+            "key_alias": principal.key_alias if principal else None,
+            "user_id": principal.user_id if principal else None, "team_id": principal.team_id if principal else None,
+            "model_group": deployment.model_name if deployment else call.model,
+            "deployment": deployment.id if deployment else None,
+            "provider": deployment.provider if deployment else None,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+            "cost": cost, "priced": priced, "usage_estimated": estimated, "tags": list(call.tags),
+            "metadata": _redacted(call.metadata), "status": outcome.status,
+            "error_type": type(error).__name__ if error is not None else None,
+            "stream": call.stream, "stream_cut": outcome.stream_cut,
+            "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
+            "start_time": call.start_time, "end_time": end, "latency_ms": round(outcome.latency_seconds * 1000, 3),
+            "budgets": budgets,
+        }
+
+    def _release_budget(self, hold_id) -> None:
+        if hold_id:
+            try:
+                self.store.release_budget(hold_id)
+            except StoreUnavailableError as exc:
+                log.error("could not release budget reservations: %s", exc.message)
+
+    # -- the batch writer ------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Move spooled rows into the store now; returns the rows handed over. Raises if the store is down."""
+        with self._drain_lock:
+            return self.spool.drain(self.store.record_spend)
+
+    def _ensure_writer(self) -> None:
+        if self._writer_pid == os.getpid():
+            return
+        self._writer_pid = os.getpid()
+        self._stop = threading.Event()
+        threading.Thread(target=self._write_forever, daemon=True, name="dheera_ai-spend-writer").start()
+
+    def start(self) -> None:
+        """Start the writer now (it also starts on the first call): rows a dead worker left are replayed."""
+        self._ensure_writer()
+
+    def _write_forever(self) -> None:
+        # First round at once: a worker that died left rows in its spool file for us.
+        while True:
+            try:
+                self.flush()
+            except StoreUnavailableError as exc:
+                self._store_warning(f"{exc.message}; spend rows wait in the spool "
+                                    f"({self.spool.pending_bytes()} bytes)")
+            except Exception:  # noqa: BLE001 - the rows stay in the spool; the next round retries
+                log.exception("writing spend rows failed; they stay in the spool")
+            if self._stop.wait(self.flush_seconds):
+                return
+
+    def _store_warning(self, message: str) -> None:
+        if time.time() - self._last_store_warning > 30:
+            self._last_store_warning = time.time()
+            log.warning(message)
+
+    def health(self) -> dict:
+        return {"spool_pending_bytes": self.spool.pending_bytes(), "spool_max_bytes": self.spool.max_bytes,
+                "rate_limits": self.limiter.health()}
+
+    def close(self) -> None:
+        self._stop.set()
+        self.limiter.close()
+
+
+class _Held:
+    """What a call's pre-call took: rate-limit scopes (and where) and budget reservations."""
+
+    def __init__(self):
+        # Marks the call in flight; not the call id, which a client may choose (and reuse to share a slot).
+        self.token = uuid.uuid4().hex
+        self.scopes: list[Scope] = []
+        self.backend = "local"
+        self.hold_id: str | None = None
+        self.budgets: list[tuple] = []  # (scope, id, window start, hold id), settled by the spend row
+
+
+def _limit(limits: dict, name: str) -> int:
+    value = limits.get(name)
+    return UNLIMITED if value is None else int(value)
+
+
+def _model_scopes(principal, model: str) -> list[Scope]:
+    """A key's limits for one model, as LiteLLM spells them in the key's metadata:
+    `model_rpm_limit: {"gpt-4o": 10}`, `model_tpm_limit: {"gpt-4o": 20000}`."""
+    limits = [principal.metadata.get(name) for name in ("model_rpm_limit", "model_tpm_limit")]
+    values = [lim.get(model) if isinstance(lim, dict) else None for lim in limits]
+    if not any(isinstance(v, int) for v in values):
+        return []
+    rpm, tpm = (v if isinstance(v, int) else UNLIMITED for v in values)
+    return [Scope(f"key:{principal.key_hash or principal.kind}:model:{model}", rpm, tpm)]
+
+
+def _window(limits: dict, now: float) -> float:
+    """Where the current budget window began: windows of `budget_duration` counted from the epoch
+    (so "1d" resets at 00:00 UTC); 0 for a budget that never resets."""
+    duration = limits.get("budget_duration")
+    if not duration:
+        return 0.0
+    seconds = parse_duration(duration)
+    return float(now // seconds * seconds)
+
+
+def _scope_label(name: str) -> str:
+    """'team:eng' -> 'team eng'; a key is named by its kind only, a per-model scope with its model."""
+    parts = name.split(":")
+    if parts[0] == "key":
+        return f"this key, model {parts[3]}" if len(parts) > 3 else "this key"
+    return f"{parts[0]} {':'.join(parts[1:])}"
+
+
+def _shown(scope: str, ident: str) -> str:
+    return f"{ident[:8]}..." if scope == "key" and len(ident) > 16 else ident
+
+
+def _rate_headers(requests, tokens, reset) -> dict:
+    headers = {}
+    reset = f"{max(reset, 0):.0f}s"
+    if requests is not None:
+        headers["x-ratelimit-remaining-requests"] = str(requests)
+        headers["x-ratelimit-reset-requests"] = reset
+    if tokens is not None:
+        headers["x-ratelimit-remaining-tokens"] = str(tokens)
+        headers["x-ratelimit-reset-tokens"] = reset
+    return headers
+
+
+def _redacted(value):
+    if isinstance(value, dict):
+        return {k: "[redacted]" if _SECRET_NAME.search(str(k)) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _estimated_usage(call) -> Usage:
+    """Tokens for a stream that ended without usage: about four characters a token, counted from
+    the text relayed to the client and the request's own text."""
+    text = []
+    for chunk in call.delivered:
+        for line in chunk.split(b"\n"):
+            if line.startswith(b"data:") and line[5:].strip() not in (b"", b"[DONE]"):
+                try:
+                    _collect_text(orjson.loads(line[5:]), text)
+                except orjson.JSONDecodeError:
+                    continue
+    completion = math.ceil(sum(len(t) for t in text) / 4)
+    body = call.body
+    prompt = math.ceil(len(orjson.dumps(body.get("messages") or body.get("prompt") or body.get("input") or ""))
+                       / 4)
+    return Usage(prompt, completion, prompt + completion, {"estimated": True})
+
+
+def _collect_text(event, text: list) -> None:
+    """The generated text in one event of OpenAI's chat or completions, Anthropic's or Responses' streams."""
+    if not isinstance(event, dict):
+        return
+    for choice in event.get("choices") or ():
+        if isinstance(choice, dict):
+            delta = choice.get("delta") or {}
+            for value in (delta.get("content") if isinstance(delta, dict) else None, choice.get("text")):
+                if isinstance(value, str):
+                    text.append(value)
+    delta = event.get("delta")
+    if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+        text.append(delta["text"])  # Anthropic content_block_delta
+    elif isinstance(delta, str) and str(event.get("type", "")).endswith("output_text.delta"):
+        text.append(delta)

@@ -1,0 +1,259 @@
+"""The store's spend operations: rows written exactly once, running totals, budget counters, reports.
+
+Mixed into `SQLStore`, so it runs the same statements on SQLite and PostgreSQL. `record_spend`
+is the spool's sink: it inserts each row unless its row id is already there, and only an
+inserted row moves the totals and settles its budget reservations, in the same transaction.
+Replaying a batch (after a crash between the store and the spool's offset) therefore changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "user_id", "team_id", "model_group",
+                 "deployment", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
+                 "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
+                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms")
+FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
+# What a spend row's owner columns are called as total scopes.
+TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
+# /spend/report groupings -> the column (or tag join) they group by.
+REPORT_GROUPS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group",
+                 "tag": "t.tag"}
+# Costs are summed in floating point: ten calls of $0.000023 may add up to a hair under
+# $0.00023. Within a billionth of a dollar, a budget counts as reached.
+BUDGET_EPSILON = 1e-9
+# A hold older than this belongs to a call whose worker died mid-call; it stops counting.
+HOLD_SECONDS = 900
+LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group"}
+
+
+class BudgetRefusal:
+    """Which budget a reservation hit: scope, id, what is spent and reserved, and the budget."""
+
+    def __init__(self, scope, scope_id, spent, reserved, budget):
+        self.scope, self.scope_id, self.spent, self.reserved, self.budget = scope, scope_id, spent, reserved, budget
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: BudgetRefusal):
+        super().__init__(refusal.scope)
+        self.refusal = refusal
+
+
+class SpendStore:
+    """Spend rows, totals and budgets; needs SQLStore's `_transaction` and `_sql`."""
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def record_spend(self, rows: list[dict]) -> int:
+        """Insert rows not stored yet, moving totals and settling budgets for those only; returns
+        how many were new."""
+        insert = self._sql(f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES "
+                           f"({', '.join('?' for _ in SPEND_COLUMNS)}) ON CONFLICT (row_id) DO NOTHING")
+        totals: dict[tuple, list] = {}  # (scope, id) -> [spend, calls, prompt, completion]
+        spent: dict[tuple, float] = {}  # (scope, id, window) -> cost
+        holds = []
+        inserted = 0
+        with self._transaction(write=True) as cur:
+            for row in rows:
+                cur.execute(insert, tuple(_encode_spend(c, row.get(c)) for c in SPEND_COLUMNS))
+                if cur.rowcount != 1:
+                    continue  # replayed: this row has counted already
+                inserted += 1
+                tags = list(dict.fromkeys(row.get("tags") or ()))
+                for tag in tags:
+                    cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag) VALUES (?, ?)"),
+                                (row["row_id"], tag))
+                owners = [("tag", tag) for tag in tags] + [(scope, row[column]) for scope, column in TOTAL_SCOPES
+                                                            if row.get(column)]
+                for owner in owners:
+                    total = totals.setdefault(owner, [0.0, 0, 0, 0])
+                    total[0] += row["cost"]
+                    total[1] += 1
+                    total[2] += row["prompt_tokens"]
+                    total[3] += row["completion_tokens"]
+                for scope, scope_id, window_start, hold_id in row.get("budgets") or ():
+                    key = (scope, scope_id, window_start)
+                    spent[key] = spent.get(key, 0.0) + row["cost"]
+                    holds.append((hold_id, scope, scope_id))
+            # Shared rows are updated in one (sorted) order, so concurrent batches cannot deadlock.
+            for (scope, scope_id), (spend, calls, prompt, completion) in sorted(totals.items()):
+                cur.execute(self._sql(
+                    "INSERT INTO spend_totals (scope, scope_id, spend, calls, prompt_tokens, completion_tokens) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, scope_id) DO UPDATE SET "
+                    "spend = spend_totals.spend + excluded.spend, calls = spend_totals.calls + excluded.calls, "
+                    "prompt_tokens = spend_totals.prompt_tokens + excluded.prompt_tokens, "
+                    "completion_tokens = spend_totals.completion_tokens + excluded.completion_tokens"),
+                    (scope, scope_id, spend, calls, prompt, completion))
+            for (scope, scope_id, window_start), cost in sorted(spent.items()):
+                self._ensure_counter(cur, scope, scope_id, window_start)
+                cur.execute(self._sql("UPDATE budget_counters SET spent = spent + ? "
+                                      "WHERE scope = ? AND scope_id = ? AND window_start = ?"),
+                            (cost, scope, scope_id, window_start))
+            for hold in holds:
+                cur.execute(self._sql("DELETE FROM budget_holds WHERE hold_id = ? AND scope = ? AND scope_id = ?"),
+                            hold)
+            # Holds of calls whose worker died count no more; forget them.
+            cur.execute(self._sql("DELETE FROM budget_holds WHERE created_at < ?"), (time.time() - HOLD_SECONDS,))
+        return inserted
+
+    def _ensure_counter(self, cur, scope, scope_id, window_start):
+        cur.execute(self._sql("INSERT INTO budget_counters (scope, scope_id, window_start, spent) "
+                              "VALUES (?, ?, ?, 0) ON CONFLICT DO NOTHING"), (scope, scope_id, window_start))
+
+    # -- budgets ---------------------------------------------------------------------------------
+
+    def reserve_budget(self, hold_id: str, checks: list[tuple], now: float) -> BudgetRefusal | None:
+        """For each (scope, scope_id, window_start, budget, amount): hold `amount` for this call if
+        what is spent plus what live holds keep is still under `budget`. All or nothing; returns
+        the refusal, if any.
+
+        The counter row is locked first (`FOR UPDATE` on PostgreSQL; SQLite's write lock covers
+        the whole transaction), so concurrent calls take turns and cannot all slip under. Holds
+        older than `HOLD_SECONDS` belong to calls whose worker died, and no longer count.
+        """
+        try:
+            with self._transaction(write=True) as cur:
+                self._fast_commit(cur)
+                # Counter rows are locked in the one order `record_spend` updates them in (sorted),
+                # so a hold and a batch waiting on each other cannot deadlock.
+                for scope, scope_id, window_start, budget, amount in sorted(checks):
+                    spent, held = self._counter(cur, scope, scope_id, window_start, now, lock=True)
+                    if spent + held >= budget - BUDGET_EPSILON:
+                        # Raised inside the transaction, so the holds taken before it roll back.
+                        raise _Refused(BudgetRefusal(scope, scope_id, spent, held, budget))
+                    cur.execute(self._sql("INSERT INTO budget_holds (hold_id, scope, scope_id, window_start, "
+                                          "amount, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
+                                (hold_id, scope, scope_id, window_start, amount, now))
+        except _Refused as refused:
+            return refused.refusal
+        return None
+
+    def release_budget(self, hold_id: str) -> None:
+        """Drop a call's holds when it will leave no spend row."""
+        with self._transaction(write=True) as cur:
+            self._fast_commit(cur)
+            cur.execute(self._sql("DELETE FROM budget_holds WHERE hold_id = ?"), (hold_id,))
+
+    def _counter(self, cur, scope, scope_id, window_start, now, lock=False) -> tuple[float, float]:
+        """(spent, held by live holds); with `lock`, the counter row is created if need be and locked.
+
+        The holds are summed by a statement of their own, after the lock: on PostgreSQL each
+        statement sees what committed before it began, so the sum includes the holds of the
+        transaction that had the lock before us (a subquery of the locking SELECT would not).
+        """
+        locking = self._sql("SELECT spent FROM budget_counters WHERE scope = ? AND scope_id = ? AND "
+                            "window_start = ?" + (self._for_update() if lock else ""))
+        cur.execute(locking, (scope, scope_id, window_start))
+        found = cur.fetchone()
+        if found is None and lock:
+            self._ensure_counter(cur, scope, scope_id, window_start)
+            cur.execute(locking, (scope, scope_id, window_start))
+            found = cur.fetchone()
+        cur.execute(self._sql("SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE scope = ? AND scope_id = ? "
+                              "AND window_start = ? AND created_at > ?"),
+                    (scope, scope_id, window_start, now - HOLD_SECONDS))
+        return (found[0] if found else 0.0), cur.fetchone()[0]
+
+    def _for_update(self) -> str:
+        """The row-lock clause where the backend needs one (PostgreSQL overrides this)."""
+        return ""
+
+    def budget_counter(self, scope: str, scope_id: str, window_start: float, now: float | None = None):
+        """(spent, held by calls in flight) in that budget window."""
+        with self._transaction() as cur:
+            return self._counter(cur, scope, scope_id, window_start, time.time() if now is None else now)
+
+    def _fast_commit(self, cur) -> None:
+        """Commit without waiting for the disk: a reservation lost in a database crash is only a
+        call briefly not counted against a budget (the backends that can, override this)."""
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def spend_total(self, scope: str, scope_id: str) -> dict | None:
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT spend, calls, prompt_tokens, completion_tokens FROM spend_totals "
+                                  "WHERE scope = ? AND scope_id = ?"), (scope, scope_id))
+            found = cur.fetchone()
+        if found is None:
+            return None
+        return dict(zip(("spend", "calls", "prompt_tokens", "completion_tokens"), found, strict=True))
+
+    def spend_of(self, scope: str, scope_id: str) -> float:
+        """Everything a key, user, team or tag has spent (stored rows), in dollars."""
+        total = self.spend_total(scope, scope_id)
+        return total["spend"] if total else 0.0
+
+    def spend_tags(self) -> list[dict]:
+        """Every tag's running total, most spent first."""
+        with self._transaction() as cur:
+            cur.execute("SELECT scope_id, spend, calls, prompt_tokens, completion_tokens FROM spend_totals "
+                        "WHERE scope = 'tag' ORDER BY spend DESC, scope_id")
+            return [dict(zip(("tag", "spend", "calls", "prompt_tokens", "completion_tokens"), r, strict=True))
+                    for r in cur.fetchall()]
+
+    def spend_logs(self, *, filters: dict, tag=None, start=None, end=None, offset=0, limit=50) -> tuple[list, int]:
+        """One page of rows matching every filter (newest first) and how many match in all."""
+        where, params = self._spend_where(filters, start, end)
+        if tag is not None:
+            where.append("l.row_id IN (SELECT row_id FROM spend_log_tags WHERE tag = ?)")
+            params.append(tag)
+        clause = " AND ".join(where) or "1 = 1"
+        columns = ", ".join(f"l.{c}" for c in SPEND_COLUMNS)
+        with self._transaction() as cur:
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM spend_logs l WHERE {clause}"), tuple(params))
+            total = cur.fetchone()[0]
+            cur.execute(self._sql(f"SELECT {columns} FROM spend_logs l WHERE {clause} "
+                                  "ORDER BY l.start_time DESC, l.row_id LIMIT ? OFFSET ?"),
+                        (*params, limit, offset))
+            return [_decode_spend(r) for r in cur.fetchall()], total
+
+    def spend_report(self, group_by: str, *, start=None, end=None) -> list[dict]:
+        """Spend, calls and tokens per UTC day and per key, user, team, model or tag."""
+        group = REPORT_GROUPS[group_by]
+        where, params = self._spend_where({}, start, end)
+        join = " JOIN spend_log_tags t ON t.row_id = l.row_id" if group_by == "tag" else ""
+        clause = " AND ".join(where) or "1 = 1"
+        day = "CAST(l.start_time AS BIGINT) / 86400"
+        with self._transaction() as cur:
+            cur.execute(self._sql(
+                f"SELECT {day} AS day, {group} AS grp, SUM(l.cost), COUNT(*), SUM(l.prompt_tokens), "
+                f"SUM(l.completion_tokens) FROM spend_logs l{join} WHERE {clause} "
+                f"GROUP BY {day}, {group} ORDER BY day, grp"), tuple(params))
+            return [{"day": int(d) * 86400, group_by: g, "spend": s, "calls": c, "prompt_tokens": p,
+                     "completion_tokens": o} for d, g, s, c, p, o in cur.fetchall()]
+
+    def _spend_where(self, filters, start, end) -> tuple[list, list]:
+        where, params = [], []
+        for name, value in filters.items():
+            if value is not None:
+                where.append(f"{LOG_FILTERS[name]} = ?")
+                params.append(value)
+        if start is not None:
+            where.append("l.start_time >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("l.start_time < ?")
+            params.append(end)
+        return where, params
+
+
+def _encode_spend(column, value):
+    if column in ("tags", "metadata"):
+        return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
+    if column in FLAG_COLUMNS:
+        return 1 if value else 0
+    return value
+
+
+def _decode_spend(values) -> dict:
+    row = dict(zip(SPEND_COLUMNS, values, strict=True))
+    row["tags"] = orjson.loads(row["tags"])
+    row["metadata"] = orjson.loads(row["metadata"])
+    for column in FLAG_COLUMNS:
+        row[column] = bool(row[column])
+    return row

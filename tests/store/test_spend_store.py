@@ -1,0 +1,115 @@
+"""Spend in the store, on SQLite and PostgreSQL alike: rows once, totals, budgets, reports."""
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from proxy_app.store import store_for_url
+from proxy_app.store.spend import HOLD_SECONDS
+
+
+def spend_row(row_id, cost=0.5, **fields):
+    row = {"row_id": row_id, "request_id": f"call-{row_id}", "call_type": "chat_completions", "key_hash": "k1",
+           "key_alias": "ci", "user_id": "ann", "team_id": "eng", "model_group": "gpt-4o", "deployment": "d1",
+           "provider": "openai", "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": cost,
+           "priced": True, "usage_estimated": False, "tags": ["prod"], "metadata": {"app": "x"}, "status": 200,
+           "error_type": None, "stream": False, "stream_cut": False, "retries": 0, "fallbacks": 0,
+           "start_time": 1_700_000_000.0, "end_time": 1_700_000_001.0, "latency_ms": 1000.0}
+    return {**row, **fields}
+
+
+def test_a_replayed_batch_is_stored_and_counted_once(store):
+    batch = [spend_row("r1", tags=["prod", "eu"]), spend_row("r2", cost=0.25)]
+    assert store.record_spend(batch) == 2
+    assert store.record_spend(batch) == 0
+    assert store.record_spend([spend_row("r3", cost=1.0), batch[0]]) == 1
+    rows, total = store.spend_logs(filters={})
+    assert total == 3
+    assert store.spend_total("key", "k1") == {"spend": 1.75, "calls": 3, "prompt_tokens": 30, "completion_tokens": 15}
+    assert store.spend_total("team", "eng")["spend"] == 1.75 and store.spend_total("user", "ann")["calls"] == 3
+    assert {t["tag"]: t["spend"] for t in store.spend_tags()} == {"prod": 1.75, "eu": 0.5}
+
+
+def test_logs_filter_and_page(store):
+    store.record_spend([spend_row(f"r{i}", key_hash="k1" if i % 2 else "k2", model_group="m", tags=[f"t{i % 3}"],
+                                  start_time=1_700_000_000.0 + i) for i in range(10)])
+    rows, total = store.spend_logs(filters={"key": "k1"}, offset=0, limit=2)
+    assert total == 5 and [r["row_id"] for r in rows] == ["r9", "r7"]
+    assert rows[0]["tags"] == ["t0"] and rows[0]["metadata"] == {"app": "x"} and rows[0]["priced"] is True
+    rows, total = store.spend_logs(filters={}, tag="t1")
+    assert sorted(r["row_id"] for r in rows) == ["r1", "r4", "r7"]
+    rows, total = store.spend_logs(filters={}, start=1_700_000_003.0, end=1_700_000_005.0)
+    assert sorted(r["row_id"] for r in rows) == ["r3", "r4"]
+
+
+def test_the_report_groups_by_day_and_owner(store):
+    day = 1_700_006_400.0  # a UTC midnight
+    store.record_spend([spend_row("a", cost=1.0, start_time=day + 10), spend_row("b", cost=2.0, start_time=day + 20),
+                        spend_row("c", cost=4.0, key_hash="k2", team_id="ops", start_time=day + 86400 + 5)])
+    by_key = store.spend_report("key")
+    assert [(r["day"], r["key"], r["spend"], r["calls"]) for r in by_key] == [
+        (day, "k1", 3.0, 2), (day + 86400, "k2", 4.0, 1)]
+    by_tag = store.spend_report("tag", start=day + 86400)
+    assert [(r["tag"], r["spend"]) for r in by_tag] == [("prod", 4.0)]
+
+
+def test_a_budget_refuses_once_spent_and_holds_count(store):
+    now = time.time()
+    check = ("key", "k1", 0.0, 1.0)
+    for call in ("c0", "c1", "c2"):  # 0, 0.4, 0.8 held: each still under 1.0, so admitted
+        assert store.reserve_budget(call, [(*check, 0.4)], now) is None
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(1.2))
+    refused = store.reserve_budget("c3", [(*check, 0.4)], now)
+    assert (refused.scope, refused.scope_id, refused.spent, refused.budget) == ("key", "k1", 0.0, 1.0)
+    # The rows settle each hold with what was spent.
+    rows = [spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, f"c{i}")]) for i in range(3)]
+    store.record_spend(rows)
+    assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
+    store.record_spend(rows)  # a replay settles nothing twice
+    assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
+
+
+def test_a_refusal_on_one_scope_holds_on_none_and_a_release_frees_the_hold(store):
+    now = time.time()
+    assert store.reserve_budget("c0", [("team", "eng", 0.0, 1.0, 1.0)], now) is None
+    refused = store.reserve_budget("c1", [("key", "k1", 0.0, 5.0, 1.0), ("team", "eng", 0.0, 1.0, 1.0)], now)
+    assert refused.scope == "team"
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, 0)
+    store.release_budget("c0")
+    assert store.budget_counter("team", "eng", 0.0) == (0.0, 0)
+
+
+def test_a_hold_left_by_a_dead_worker_stops_counting(store):
+    long_ago = time.time() - HOLD_SECONDS - 1
+    assert store.reserve_budget("killed", [("key", "k1", 0.0, 1.0, 0.9)], long_ago) is None
+    assert store.reserve_budget("alive", [("key", "k1", 0.0, 1.0, 0.9)], time.time()) is None
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(0.9))
+
+
+def test_concurrent_reservations_never_pass_the_budget(store_url, tmp_path):
+    stores = [store_for_url(store_url, str(tmp_path)) for _ in range(4)]
+    stores[0].migrate()
+    admitted = []
+
+    def reserve(s):
+        for _ in range(10):
+            if s.reserve_budget(uuid.uuid4().hex, [("key", "k9", 0.0, 2.0, 0.25)], time.time()) is None:
+                admitted.append(1)
+
+    threads = [threading.Thread(target=reserve, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 8  # 8 x 0.25 reaches 2.0; every later one is refused
+    for s in stores:
+        s.close()
+
+
+def test_a_budget_reached_by_summed_costs_is_reached_despite_rounding(store):
+    cost = 0.000023  # ten of these sum to a hair under 10 * cost in floating point
+    store.record_spend([spend_row(f"r{i}", cost=cost, budgets=[("key", "k1", 0.0, "none")]) for i in range(10)])
+    assert store.budget_counter("key", "k1", 0.0)[0] < 10 * cost
+    assert store.reserve_budget("c", [("key", "k1", 0.0, 10 * cost, cost)], time.time()) is not None
