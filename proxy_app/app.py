@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from flask import Flask
@@ -27,6 +26,7 @@ from proxy_app.blueprints import (
     teams,
     users,
 )
+from proxy_app.logs import configure_logging
 from proxy_app.state import State
 
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
@@ -77,14 +77,3 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app
-
-
-def configure_logging(debug: bool = False) -> None:
-    """Our loggers write plain lines to stderr (gunicorn's error log), unless the host configured
-    logging itself (a root handler exists), in which case records simply propagate to it."""
-    logger = logging.getLogger("dheera_ai")
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
