@@ -8,7 +8,7 @@ from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
-from proxy_app import calls, errors, metrics
+from proxy_app import calls, errors, metrics, openapi
 from proxy_app.blueprints import (
     audio,
     azure,
@@ -62,7 +62,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state.try_ensure_schema()
     engine.plugin_manager.register(state.auth, name="virtual-keys")
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
@@ -73,7 +73,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
-                      keys.bp, users.bp, teams.bp):
+                      keys.bp, users.bp, teams.bp, openapi.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app
