@@ -36,7 +36,7 @@ class GatewayProcess:
             try:
                 if requests.get(self.url + "/health/liveliness", timeout=1).status_code == 200:
                     return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting (busy machine)
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
