@@ -281,3 +281,68 @@ def test_a_worker_killed_under_load_the_other_serves_and_gunicorn_replaces_it(tm
     assert results["after"][0] > 0, "the surviving worker kept serving"
     assert results["after"][1] <= 4, "at most the calls in flight on the killed worker were lost"
     assert replaced is not None and served_after == 200
+
+
+# -- PostgreSQL stopped (the keys part; spend rows and their replay come with spend logging) -----
+
+def test_postgres_stopped_under_load_known_keys_work_unseen_ones_get_503_and_recovery_is_automatic(tmp_path):
+    from urllib.parse import urlsplit
+
+    from proxy_app.virtual_keys import POLL_SECONDS
+    from tests.support.services import DATABASE_URL, PostgresSchema
+    from tests.test_key_cache import through
+
+    schema = PostgresSchema()
+    target = urlsplit(DATABASE_URL)
+    proxy = TCPProxy(target.hostname, target.port or 5432)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"model_list": [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
+                                    "general_settings": {"master_key": MASTER_KEY,
+                                                         "database_url": through(proxy, schema.url)}}))
+    process = GatewayProcess("--config", str(path), "--workers", "2", "--host", "127.0.0.1")
+
+    def call(key):
+        return requests.post(process.url + "/v1/chat/completions", timeout=10,
+                             headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+                             json={"model": "demo", "messages": HI}).status_code
+
+    def make():
+        return requests.post(process.url + "/key/generate", headers=AUTH, json={}, timeout=10).json()["key"]
+
+    try:
+        process.wait_ready()
+        known, unseen = make(), make()
+        # Making keys moves the store's version, which empties every worker's cache at its next
+        # poll: let that happen first, then warm both workers (new connections spread the calls).
+        time.sleep(POLL_SECONDS + 0.3)
+        warm = [call(known) for _ in range(40)]
+        proxy.cut()
+        began = time.perf_counter()
+        known_answers = [call(known) for _ in range(40)]
+        unseen_answers = [call(unseen) for _ in range(10)]
+        outage_s = time.perf_counter() - began
+        proxy.resume()
+        back = time.perf_counter()
+        failed_after, recovered = 0, None
+        while time.perf_counter() - back < 30:  # each worker's pool reconnects by itself
+            if call(unseen) == 200:
+                recovered = time.perf_counter() - back
+                break
+            failed_after += 1
+        # Both workers are back (new connections spread the calls).
+        after = [call(unseen) for _ in range(20)] if recovered is not None else []
+    finally:
+        proxy.cut()
+        process.close()
+        schema.drop()
+    report("postgres-stopped", known_calls=len(known_answers),
+           known_failed=sum(s != 200 for s in known_answers), unseen_calls=len(unseen_answers),
+           unseen_503=sum(s == 503 for s in unseen_answers), outage_calls_s=round(outage_s, 2),
+           failed_after_return=failed_after + sum(s != 200 for s in after),
+           recovery_s=recovered and round(recovered, 2))
+    assert warm == [200] * 40
+    assert known_answers == [200] * 40
+    assert unseen_answers == [503] * 10  # "the store is down", never a 401 that would discard a good key
+    assert outage_s < 50 * CALL_BOUND  # no worker hung on the dead store
+    assert recovered is not None, "the gateway never used the store again"
+    assert after.count(200) >= 15, "both workers reconnect"
