@@ -42,12 +42,9 @@ class PostgresStore(SQLStore):
                 if self._pool is None or self._pid != os.getpid():
                     from psycopg_pool import ConnectionPool
 
-                    # `check`: a pooled connection is tested before use, so after an outage the
-                    # first query on each stale connection is not answered "store unavailable"
-                    # (queries run on cache misses and polls only; the round trip is cheap there).
                     self._pool = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, open=True,
                                                 timeout=POOL_WAIT_S, kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
-                                                check=ConnectionPool.check_connection, name="dheera_ai_store")
+                                                name="dheera_ai_store")
                     self._pid = os.getpid()
         return self._pool
 
