@@ -89,6 +89,13 @@ ERROR_STATUSES = {"400": "Bad request (the field is named in `param`)", "401": "
                   "403": "The key may not do this", "404": "Unknown route or object",
                   "413": "Body over the size limit", "429": "Rate limited or every deployment cooling down",
                   "500": "Unexpected (the call id is in the message)"}
+_TEXT = {"schema": {"type": "string"}}
+OTHER_SUCCESS_CONTENT = {  # endpoints whose success is not JSON
+    "audio.audio_speech": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}},
+    "metrics.metrics": {"text/plain": _TEXT},
+    "openapi.docs": {"text/html": _TEXT},
+    "openapi.docs_asset": {"text/css": _TEXT, "text/javascript": _TEXT},
+}
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
 
 
@@ -109,8 +116,9 @@ def build(app) -> dict:
     paths: dict = {}
     for rule in app.url_map.iter_rules():
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            for path, summary, schema in _expanded(rule):
-                operation = _operation(spec, rule.endpoint, method, summary, schema)
+            for path, described, prefix in _expanded(rule):
+                operation = _operation(spec, described)
+                operation["summary"] = prefix + operation["summary"]
                 operation["operationId"] = method.lower() + re.sub(r"[^a-zA-Z0-9]+", "_", path).rstrip("_")
                 params = _path_params(path) + [{"in": "query", "name": q, "required": False,
                                                 "schema": {"type": "string"}} for q in QUERY.get(rule.endpoint, ())]
@@ -123,36 +131,26 @@ def build(app) -> dict:
 
 
 def _expanded(rule):
-    """(OpenAPI path, summary, request schema) for a rule; Azure's one rule is one path per operation."""
+    """(OpenAPI path, the endpoint whose description it takes, a summary prefix) for a rule:
+    Azure's one rule is one path per operation, each described as the family's own route."""
     if rule.endpoint == "azure.deployment_call":
         for name, view in azure.OPERATIONS.items():
-            summary, schema, _, _ = OPERATIONS[f"{view.__module__.rsplit('.', 1)[-1]}.{view.__name__}"]
-            yield f"/openai/deployments/{{deployment}}/{name}", f"Azure OpenAI: {summary}", name
+            family = view.__module__.rsplit(".", 1)[-1]
+            yield f"/openai/deployments/{{deployment}}/{name}", f"{family}.{view.__name__}", "Azure OpenAI: "
         return
-    summary = OPERATIONS.get(rule.endpoint, (rule.endpoint,))[0]
-    yield _PARAM.sub(r"{\1}", rule.rule), summary, None
+    yield _PARAM.sub(r"{\1}", rule.rule), rule.endpoint, ""
 
 
-def _operation(spec, endpoint: str, method: str, summary: str, azure_operation) -> dict:
-    if azure_operation is not None:
-        view = azure.OPERATIONS[azure_operation]
-        endpoint = f"{view.__module__.rsplit('.', 1)[-1]}.{view.__name__}"
-    _, schema, content_type, streams = OPERATIONS.get(endpoint, (summary, None, None, False))
+def _operation(spec, endpoint: str) -> dict:
+    summary, schema, content_type, streams = OPERATIONS.get(endpoint, (endpoint, None, None, False))
     ok_content = {JSON: {"schema": {"type": "object"}}}
     if streams:
         ok_content[SSE] = {"schema": {"type": "string"}}
-    if endpoint == "audio.audio_speech":
-        ok_content = {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}
-    if endpoint == "metrics.metrics":
-        ok_content = {"text/plain": {"schema": {"type": "string"}}}
-    if endpoint == "openapi.docs":
-        ok_content = {"text/html": {"schema": {"type": "string"}}}
-    if endpoint == "openapi.docs_asset":
-        ok_content = {"text/css": {"schema": {"type": "string"}}, "text/javascript": {"schema": {"type": "string"}}}
+    ok_content = OTHER_SUCCESS_CONTENT.get(endpoint, ok_content)
+    error = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
     operation = {"summary": summary,
                  "responses": {"200": {"description": "OK", "content": ok_content},
-                               **{status: {"description": text, "content": {JSON: {"schema": {"$ref":
-                                          "#/components/schemas/Error"}}}} for status, text in ERROR_STATUSES.items()}}}
+                               **{status: {"description": text, **error} for status, text in ERROR_STATUSES.items()}}}
     if endpoint not in PUBLIC:
         operation["security"] = [{"bearer": []}]
     if schema is not None:
