@@ -109,3 +109,18 @@ def test_a_form_part_without_a_name_is_a_400_not_a_500(client, auth):
         answer = client.post(path, headers=auth, data=body, content_type="multipart/form-data; boundary=XyZ")
         assert answer.status_code == 400, answer.get_data(as_text=True)
         assert answer.json["error"]["code"] == "invalid_body"
+
+
+def test_non_ascii_digits_in_numbers_are_a_400_not_a_500(client, auth):
+    """Found by the fuzzer: '²' passes str.isdigit() but not int()."""
+    import base64
+
+    answer = client.get("/key/list?size=²", headers=auth)
+    assert answer.status_code == 400 and answer.json["error"]["param"] == "size"
+    from dheera_ai import response_ids
+
+    forged = response_ids.PREFIX + base64.urlsafe_b64encode(
+        (response_ids._MARK + "²:abcdef").encode()).decode().rstrip("=")
+    assert response_ids.decode(forged) is None
+    answer = client.get(f"/v1/responses/{forged}", headers=auth)
+    assert answer.status_code == 404 and answer.json["error"]["type"]
