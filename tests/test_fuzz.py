@@ -124,3 +124,22 @@ def test_non_ascii_digits_in_numbers_are_a_400_not_a_500(client, auth):
     assert response_ids.decode(forged) is None
     answer = client.get(f"/v1/responses/{forged}", headers=auth)
     assert answer.status_code == 404 and answer.json["error"]["type"]
+
+
+@pytest.mark.parametrize("path, body", [("/team/new", {"rpm_limit": 10**30}), ("/key/generate", {"tpm_limit": 2**63}),
+                                        ("/user/new", {"max_parallel_requests": 10**19})])
+def test_limits_too_large_to_store_are_a_400_not_a_500(client, auth, path, body):
+    """Found by the fuzzer: an integer past 64 bits overflowed the store's column."""
+    answer = client.post(path, headers=auth, json=body)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert answer.json["error"]["param"] == next(iter(body))
+
+
+@pytest.mark.parametrize("path, body", [("/key/generate", {"duration": "9" * 400 + "d"}),
+                                        ("/key/generate", {"duration": "99999999999999999999999d"}),
+                                        ("/team/new", {"budget_duration": "9" * 30 + "d"})])
+def test_durations_beyond_reason_are_a_400_not_a_500(client, auth, path, body):
+    """Found following the fuzzer's lead: `now + duration` overflowed a float."""
+    answer = client.post(path, headers=auth, json=body)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert answer.json["error"]["param"] == next(iter(body))
