@@ -143,3 +143,15 @@ def test_durations_beyond_reason_are_a_400_not_a_500(client, auth, path, body):
     answer = client.post(path, headers=auth, json=body)
     assert answer.status_code == 400, answer.get_data(as_text=True)
     assert answer.json["error"]["param"] == next(iter(body))
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages", {"model": "demo", "max_tokens": 5, "messages": [{"role": "user", "content": [None]}]}),
+    ("/v1/messages", {"model": "demo", "max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]}),
+    ("/v1/responses", {"model": "demo", "input": [None]}),
+])
+def test_malformed_blocks_on_translated_routes_are_a_400_not_a_500(client, auth, path, body):
+    """Found by the fuzzer: a content block that is not an object crashed the translation."""
+    answer = client.post(path, headers=auth, json=body)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert "malformed" in answer.json["error"]["message"]
