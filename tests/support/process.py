@@ -39,6 +39,7 @@ class GatewayProcess:
             except requests.RequestException:  # not listening yet, or a worker still booting (busy machine)
                 pass
             time.sleep(0.05)
+        self.stop()  # a caller whose fixture never reaches its teardown must not leave gunicorn running
         raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
