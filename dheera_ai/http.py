@@ -5,7 +5,6 @@ and every failure turned into the error tree, so nothing from `requests` escapes
 from __future__ import annotations
 
 import os
-import re
 import time
 import urllib.request
 
@@ -22,14 +21,13 @@ from dheera_ai.errors import (
     Timeout,
     error_for_status,
 )
+from dheera_ai.redact import redact  # noqa: F401 - providers call http.redact
 
 CONNECT_TIMEOUT = 5.0  # seconds; an upstream that cannot accept a connection in 5 s is down
 DEFAULT_TIMEOUT = 600.0
 _session = None
 _session_pid = None
 _guarded: dict = {}  # allowed hosts -> session for client-supplied addresses, this process
-# Provider keys that might be echoed back inside an upstream's error text.
-_SECRET_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|\b(AIza[0-9A-Za-z_\-]{4})[0-9A-Za-z_\-]+")
 
 
 def session() -> requests.Session:
@@ -174,11 +172,6 @@ def upstream_error(response, provider: str) -> DheeraAIError:
     # Kept for providers whose error bodies say more than the status (see providers.upstream_errors).
     error.upstream_status, error.upstream_body = status, body
     return error
-
-
-def redact(text: str) -> str:
-    """Mask anything that looks like a provider key, keeping a short prefix to recognise it."""
-    return _SECRET_PATTERN.sub(lambda m: (m.group(1) or m.group(2)) + "****", text)
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:

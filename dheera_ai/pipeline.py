@@ -13,7 +13,7 @@ import time
 
 import orjson
 
-from dheera_ai.errors import AuthenticationError, DheeraAIError, InternalServerError
+from dheera_ai.errors import AuthenticationError, DheeraAIError, InternalServerError, Timeout
 from dheera_ai.router import policy
 from dheera_ai.router.client_side import client_routing
 from dheera_ai.types import Call, Credentials, Deployment, Outcome, Principal, Reply
@@ -184,6 +184,26 @@ class Pipeline:
                 self.record_success(call, Outcome(reply.status, latency, call.usage, stream_cut=not finished))
         if error is not None:
             yield reply.error_event(error) if reply.error_event else b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
+
+    def probe(self, call: Call, deployment: Deployment, timeout: float) -> Reply:
+        """One attempt at one named deployment, for health checks: no routing, retries, cooldowns
+        or post-call records (a check must not change the state it reports). Raises a
+        `DheeraAIError` when the deployment fails; a stream is read to its end."""
+        call.deployment = deployment
+        call.deadline = time.monotonic() + timeout
+        try:
+            reply = self.hook.dheera_ai_dispatch(call=call, deployment=deployment,
+                                                 provider=self.providers[deployment.provider])
+            if reply is None:
+                raise InternalServerError("No plugin answered the health check.")
+            if reply.stream is not None:
+                for _ in reply.stream:
+                    if time.monotonic() > call.deadline:
+                        raise Timeout("the health check's stream did not end in time")
+                _close_quietly(reply.stream)
+            return reply
+        finally:
+            call.deadline = None
 
     def record_success(self, call: Call, outcome: Outcome) -> None:
         self._call_each("dheera_ai_post_call_success", call=call, outcome=outcome)

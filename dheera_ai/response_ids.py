@@ -32,6 +32,6 @@ def decode(response_id: str) -> tuple[str, str] | None:
     if not raw.startswith(_MARK):
         return None
     length, sep, rest = raw[len(_MARK):].partition(":")
-    if not sep or not length.isdigit() or not 0 < int(length) < len(rest):
+    if not sep or not (length.isascii() and length.isdigit()) or not 0 < int(length) < len(rest):
         return None
     return rest[:int(length)], rest[int(length):]

@@ -129,6 +129,8 @@ class Call:
     # Time spent waiting on the upstream, so overhead = elapsed - upstream_seconds.
     upstream_seconds: float = 0.0
     usage: Usage | None = None
+    # What the call cost in USD, once the spend plugin has priced it; None while unknown or unpriced.
+    cost: float | None = None
     # Files of a multipart request; `body` then holds its text fields.
     files: list[Upload] = field(default_factory=list)
     # Set for a follow-up that must reach one deployment (a stored response's GET, DELETE, ...).

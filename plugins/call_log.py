@@ -1,47 +1,88 @@
-"""One structured log line per call: what happened, for whom, how long it took, what it used."""
+"""One structured JSON log line per call: what happened, for whom, how long it took, what it used.
+
+Logger `dheera_ai.calls`: INFO for answered calls, WARNING for failed ones. At DEBUG
+(`dheera_ai --detailed_debug`) the line also carries the request: its headers and body fields,
+and the deployment's address (never its key). Everything passes through `dheera_ai.redact`.
+"""
 
 import logging
 
 import orjson
 
 from dheera_ai import hookimpl
+from dheera_ai.redact import redact, redact_data
 
 log = logging.getLogger("dheera_ai.calls")
+DEBUG_STRING_LIMIT = 2000  # characters of any one body string in a debug line
 
 
-def _line(call, outcome) -> str:
+def cost_of(call, outcome):
+    """The call's cost in USD, as the spend plugin priced it (it runs first); null if unpriced."""
+    return call.cost
+
+
+def record(call, outcome, detailed: bool = False) -> dict:
     deployment = call.deployment
+    principal = call.principal
     usage = outcome.usage
-    record = {
+    line = {
         "event": "call",
         "call_id": call.call_id,
         "call_type": call.call_type,
+        "key_alias": principal.key_alias if principal else None,
+        "user_id": principal.user_id if principal else None,
+        "team_id": principal.team_id if principal else None,
         "model": call.model,
+        "model_group": deployment.model_name if deployment else None,
         "deployment": deployment.id if deployment else None,
         "provider": deployment.provider if deployment else None,
         "status": outcome.status,
         "latency_ms": round(outcome.latency_seconds * 1000, 2),
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
+        "total_tokens": usage.total_tokens if usage else None,
+        "cost": cost_of(call, outcome),
         "stream": call.stream,
     }
+    if call.attempted_retries or call.attempted_fallbacks:
+        line["retries"], line["fallbacks"] = call.attempted_retries, call.attempted_fallbacks
     if outcome.stream_cut:
-        record["stream_cut"] = True
+        line["stream_cut"] = True
     if call.tags:
-        record["tags"] = call.tags
+        line["tags"] = redact_data(list(call.tags))
     if outcome.error is not None:
-        record["error_type"] = type(outcome.error).__name__
-        record["error"] = getattr(outcome.error, "message", str(outcome.error))[:500]
-    return orjson.dumps(record).decode()
+        line["error_type"] = type(outcome.error).__name__
+        line["error"] = redact(str(getattr(outcome.error, "message", outcome.error)))[:500]
+    if detailed:
+        line["request"] = request_details(call)
+    return line
+
+
+def request_details(call) -> dict:
+    """What `--detailed_debug` adds: the request as the gateway saw it, secrets masked."""
+    deployment = call.deployment
+    return {
+        "headers": redact_data(call.headers),
+        "body": redact_data(call.body, DEBUG_STRING_LIMIT),
+        "gateway_params": redact_data(call.gateway_params, DEBUG_STRING_LIMIT),
+        "metadata": redact_data(call.metadata, DEBUG_STRING_LIMIT),
+        "api_base": redact(str(deployment.params.get("api_base"))) if deployment and deployment.params.get(
+            "api_base") else None,
+        "files": [{"field": f.field, "filename": f.filename, "size": f.size} for f in call.files],
+    }
+
+
+def _write(level: int, call, outcome) -> None:
+    if log.isEnabledFor(level):  # build the line only when someone reads it
+        line = record(call, outcome, detailed=log.isEnabledFor(logging.DEBUG))
+        log.log(level, orjson.dumps(line, default=str).decode())
 
 
 @hookimpl(trylast=True)
 def dheera_ai_post_call_success(call, outcome):
-    if log.isEnabledFor(logging.INFO):  # build the line only when someone reads it
-        log.info(_line(call, outcome))
+    _write(logging.INFO, call, outcome)
 
 
 @hookimpl(trylast=True)
 def dheera_ai_post_call_failure(call, outcome):
-    if log.isEnabledFor(logging.WARNING):
-        log.warning(_line(call, outcome))
+    _write(logging.WARNING, call, outcome)

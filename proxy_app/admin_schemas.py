@@ -22,6 +22,9 @@ def _key(value):
 
 
 _non_negative = validate.Range(min=0)
+# Integer limits are stored as BIGINT (SQLite's INTEGER is the same 64 bits): larger is refused here.
+BIGINT_MAX = 2**63 - 1
+_count = validate.Range(min=0, max=BIGINT_MAX)
 _name = validate.Length(min=1, max=256)
 
 
@@ -36,9 +39,9 @@ class LimitsSchema(StrictSchema):
     models = fields.List(fields.String(validate=_name))
     max_budget = fields.Float(allow_none=True, validate=_non_negative)
     budget_duration = fields.String(allow_none=True, validate=_duration)
-    rpm_limit = fields.Integer(allow_none=True, validate=_non_negative)
-    tpm_limit = fields.Integer(allow_none=True, validate=_non_negative)
-    max_parallel_requests = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    rpm_limit = fields.Integer(allow_none=True, validate=_count)
+    tpm_limit = fields.Integer(allow_none=True, validate=_count)
+    max_parallel_requests = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=BIGINT_MAX))
     metadata = fields.Dict(keys=fields.String())
 
 

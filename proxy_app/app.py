@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
-from proxy_app import calls, errors, metrics
+from proxy_app import calls, errors, metrics, openapi
 from proxy_app.blueprints import (
     audio,
     azure,
@@ -28,6 +27,7 @@ from proxy_app.blueprints import (
     teams,
     users,
 )
+from proxy_app.logs import configure_logging
 from proxy_app.state import State
 
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
@@ -65,7 +65,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     engine.plugin_manager.register(state.spend, name="spend")
     state.spend.start()
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
@@ -76,18 +76,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
-                      keys.bp, users.bp, teams.bp, spend.bp):
+                      keys.bp, users.bp, teams.bp, spend.bp, openapi.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app
-
-
-def configure_logging(debug: bool = False) -> None:
-    """Our loggers write plain lines to stderr (gunicorn's error log), unless the host configured
-    logging itself (a root handler exists), in which case records simply propagate to it."""
-    logger = logging.getLogger("dheera_ai")
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -118,6 +118,8 @@ def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Uplo
     if request.mimetype != "multipart/form-data":
         raise BadRequestError("Send this request as multipart/form-data (fields and files).", code="invalid_body")
     form = request.form
+    if None in form or None in request.files:  # a part with no name= in its Content-Disposition
+        raise BadRequestError("Every part of a multipart form needs a name.", code="invalid_body")
     # A repeated field (`include[]`, `timestamp_granularities[]`) stays a list; any other is a string.
     body = {key: values if key.endswith("[]") or len(values) > 1 else values[0]
             for key, values in form.lists()}

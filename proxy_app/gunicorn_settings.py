@@ -27,7 +27,10 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 limit_request_line = 8190
-accesslog = None  # one structured line per call comes from the call log instead
+# One structured line per call comes from the call log. DHEERA_AI_ACCESS_LOG=1 adds one JSON line
+# per HTTP request (probes and admin routes too) from gunicorn, in the call log's style.
+accesslog = "-" if os.environ.get("DHEERA_AI_ACCESS_LOG") else None
+logger_class = "proxy_app.logs.AccessLogger" if accesslog else "gunicorn.glogging.Logger"
 errorlog = "-"
 loglevel = "debug" if os.environ.get("DHEERA_AI_DEBUG") else "info"
 # gunicorn 25+ opens a control socket at one per-user path: several instances on a host would

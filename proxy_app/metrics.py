@@ -9,6 +9,7 @@ able to grow the label set by sending random model names.
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -76,14 +77,43 @@ class Metrics:
         self.errors.labels(group, type(outcome.error).__name__).inc()
         self.latency.labels(group).observe(outcome.latency_seconds)
 
-    def exposition(self) -> bytes:
+    def exposition(self, engine) -> bytes:
         if multiprocess():
             from prometheus_client import multiprocess as mp
 
             registry = CollectorRegistry()
             mp.MultiProcessCollector(registry)
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            counted = generate_latest(registry)
+        else:
+            counted = generate_latest(self.registry)
+        # Shared state read at scrape time: the same for every worker, so not per-process samples.
+        now = CollectorRegistry()
+        now.register(SharedStateCollector(engine))
+        return counted + generate_latest(now)
+
+
+class SharedStateCollector:
+    """Gauges read when scraped: deployments resting in a cooldown, spend rows waiting in the spool."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from proxy_app.spool import Spool
+
+        router = self.engine.router
+        cooling = router.cooldowns.cooling()
+        wall = time.time()
+        resting = GaugeMetricFamily("dheera_ai_deployments_cooling_down", "Deployments resting after repeated failures",
+                                    labels=["model_group"])
+        for name, group in router.groups.items():
+            resting.add_metric([name], sum(1 for d in group.deployments if cooling.get(d.id, 0.0) > wall))
+        yield resting
+        spool = Spool(os.path.join(self.engine.config.state_dir, "spool"))
+        yield GaugeMetricFamily("dheera_ai_spool_pending_bytes", "Spend rows written locally, not yet in the store",
+                                value=spool.pending_bytes())
 
 
 def _labels(call) -> tuple[str, str]:
@@ -101,5 +131,5 @@ def metrics():
         principal = calls.authenticate()
         if principal.kind not in ("master", "anonymous"):
             raise PermissionDeniedError("/metrics needs the master key.", code="admin_only")
-    body = current_app.extensions["dheera_ai.metrics"].exposition()
+    body = current_app.extensions["dheera_ai.metrics"].exposition(engine)
     return Response(body, content_type=CONTENT_TYPE_LATEST)

@@ -156,6 +156,7 @@ class SpendTracker:
         if call.deployment is not None and usage is not None:
             priced_cost = self.prices.cost(call.deployment, usage, call.body)
             cost, priced = priced_cost.amount, priced_cost.priced
+            call.cost = cost if priced else None
         if outcome.error is None:
             call.response_headers["x-dheera-ai-response-cost"] = repr(cost)
         if held.scopes:

@@ -38,6 +38,8 @@ LIMITS = ("max_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parall
 POLL_SECONDS = 1.0
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+# Beyond this a duration is a typo, and `now + duration` would overflow a float or a timestamp.
+MAX_DURATION_SECONDS = 100 * 365 * 86400
 
 
 def new_key() -> str:
@@ -58,7 +60,10 @@ def parse_duration(text: str) -> int:
     match = _DURATION.match(str(text))
     if not match or int(match.group(1)) <= 0:
         raise ValueError(f"'{text}' is not a duration like 30d, 12h, 15m, 45s, 2w or 1mo.")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"'{text}' is longer than 100 years.")
+    return seconds
 
 
 def model_set(models) -> frozenset | None:

@@ -304,3 +304,8 @@ def test_proxies_from_the_environment_are_still_honoured(monkeypatch, make_app, 
     assert response.status_code == 200
     # A forward proxy is sent the absolute URL.
     assert upstream.last.path == "http://api.example.invalid/v1/chat/completions"
+
+
+def test_the_call_log_line_carries_the_calls_cost(openai_client, call_log):
+    ask(openai_client)  # the fake upstream reports 9 prompt and 7 completion tokens of gpt-4o-mini
+    assert call_log()[-1]["cost"] == pytest.approx(9 * 1.5e-7 + 7 * 6.0e-7)

@@ -33,6 +33,10 @@ class CooldownStore:
         """Count a failure; True when it sent the deployment to rest."""
         raise NotImplementedError
 
+    def describe(self) -> dict:
+        """Where the state is kept, for readiness reports (no addresses, no paths)."""
+        return {"backend": "memory", "shared_by": "this process"}
+
 
 class MemoryCooldowns(CooldownStore):
     """One process only: for a per-request router (`user_config`) that is thrown away after the call."""
@@ -57,6 +61,9 @@ class MemoryCooldowns(CooldownStore):
 
 class SQLiteCooldowns(CooldownStore):
     """Shared by the workers of one instance: a WAL-mode SQLite file, created on the first failure."""
+
+    def describe(self):
+        return {"backend": "sqlite", "shared_by": "the workers of this instance"}
 
     _SCHEMA = (
         "CREATE TABLE IF NOT EXISTS cooldown (deployment_id TEXT PRIMARY KEY, until REAL NOT NULL)",
@@ -148,6 +155,12 @@ class RedisCooldowns(CooldownStore):
 
     def _up(self) -> bool:
         return time.monotonic() >= self._down_until
+
+    def describe(self):
+        if self._up():
+            return {"backend": "redis", "shared_by": "every instance"}
+        return {"backend": "redis", "shared_by": "the workers of this instance", "status": "degraded",
+                "detail": "Redis did not answer; using local state until it does"}
 
     def _went_down(self, error):
         self._down_until = time.monotonic() + self.DOWN_FOR

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from dheera_ai.translate import UnsupportedParamError
+from dheera_ai.translate import UnsupportedParamError, client_input
 
 
 class AnthropicStreamError(Exception):
@@ -81,6 +81,7 @@ def _parse_arguments(name: str, raw) -> dict:
 # OpenAI request -> Anthropic request
 
 
+@client_input
 def chat_request_to_anthropic(body: dict, model: str, default_max_tokens: int = 4096,
                               *, drop_unsupported: bool = False) -> dict:
     """Translate an OpenAI chat completion request body into an Anthropic Messages body.
@@ -347,6 +348,7 @@ class AnthropicStreamToChat:
 # Anthropic request -> OpenAI request, and OpenAI response / stream -> Anthropic
 
 
+@client_input
 def anthropic_request_to_chat(body: dict, *, drop_unsupported: bool = False) -> dict:
     """Translate an Anthropic Messages request body into an OpenAI chat completion body.
 

@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 
-from dheera_ai.translate import TranslationError
+from dheera_ai.translate import TranslationError, client_input
 
 CohereParamError = TranslationError
 
@@ -94,6 +94,7 @@ def _document_text(doc: dict, fields: list | None) -> str:
     return "\n".join(lines)
 
 
+@client_input
 def rerank_request_for_cohere(body: dict, model: str, api_version: int) -> dict:
     """The upstream rerank body for Cohere's v1 or v2 API.
 

@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 
-from dheera_ai.translate import UnsupportedParamError
+from dheera_ai.translate import UnsupportedParamError, client_input
 
 
 class GeminiContentBlockedError(Exception):
@@ -39,6 +39,7 @@ _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(_FILTERED, "content_filter")}
 
 
+@client_input
 def chat_request_to_gemini(body: dict, *, drop_unsupported: bool = False) -> dict:
     """Build a ``generateContent`` body from an OpenAI chat request.
 

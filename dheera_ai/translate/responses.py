@@ -18,6 +18,8 @@ import copy
 import json
 from typing import Any
 
+from dheera_ai.translate import client_input
+
 __all__ = [
     "ChatStreamToResponses", "ResponsesStreamError", "ResponsesStreamToChat",
     "chat_request_to_responses", "chat_response_to_responses", "format_sse",
@@ -143,6 +145,7 @@ def _usage_to_responses(usage: dict | None) -> dict | None:
 
 # --- chat request -> Responses request -------------------------------------------------------
 
+@client_input
 def chat_request_to_responses(body: dict, model: str) -> dict:
     """Build a Responses create body from a chat-completions body, for upstream `model`.
 
@@ -373,6 +376,7 @@ class ResponsesStreamToChat:
 
 # --- Responses request -> chat request -------------------------------------------------------
 
+@client_input
 def responses_request_to_chat(body: dict) -> dict:
     """Build a chat-completions body from a Responses create body.
 

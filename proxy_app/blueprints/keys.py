@@ -128,7 +128,8 @@ def _positive_int(name: str, default: int) -> int:
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit() or int(value) < 1:
+    # isdigit() alone also accepts digits int() refuses ('²'), hence the ASCII check.
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise BadRequestError(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
     return int(value)
 

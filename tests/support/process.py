@@ -36,9 +36,10 @@ class GatewayProcess:
             try:
                 if requests.get(self.url + "/health/liveliness", timeout=5).status_code == 200:
                     return time.perf_counter() - self.started
-            except requests.RequestException:  # not listening yet, or not answering yet
+            except requests.RequestException:  # not listening yet, or a worker still booting (busy machine)
                 pass
             time.sleep(0.05)
+        self.stop()  # a caller whose fixture never reaches its teardown must not leave gunicorn running
         raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
 
     def output(self) -> str:

@@ -1,9 +1,11 @@
-"""A TCP forwarder on 127.0.0.1 that a test can cut, to take a real service 'down' for the gateway."""
+"""A TCP forwarder on 127.0.0.1 that a test can cut, slow down or bring back, to take a real
+service 'down' (or make it sluggish) for the gateway without touching the shared server."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class TCPProxy:
@@ -14,6 +16,7 @@ class TCPProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._cut = False
+        self.delay = 0.0  # seconds each forwarded piece waits: a slow service
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -35,10 +38,11 @@ class TCPProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, sink):
+    def _pipe(self, source, sink):
         try:
             while data := source.recv(65536):
+                if self.delay:
+                    time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass
@@ -64,3 +68,11 @@ class TCPProxy:
                     s.close()
                 except OSError:
                     pass
+
+    def resume(self):
+        """Listen again on the same port, as a service that came back."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        with self._lock:
+            self._sockets = []
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
