@@ -9,12 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 from proxy_app.store.sql import SQLStore, StoreUnavailableError
 
 CONNECT_TIMEOUT_S = 3
 POOL_WAIT_S = 2
+# psycopg_pool retries failed connection attempts with growing delays, so after a long outage a
+# pool may wait many seconds before trying again. A pool that timed out is replaced by a fresh
+# one (which connects at once), at most this often, so recovery follows the database closely.
+POOL_RESET_S = 2.0
 # Any constant shared by every instance: whoever holds it migrates, the others wait.
 MIGRATION_LOCK_ID = 0x44686565726141  # "DheeraA"
 
@@ -28,6 +33,7 @@ class PostgresStore(SQLStore):
         self._pool = None
         self._pid = None
         self._lock = threading.Lock()
+        self._pool_born = 0.0
 
     def describe(self) -> str:
         """The URL with any password taken out."""
@@ -46,7 +52,18 @@ class PostgresStore(SQLStore):
                                                 timeout=POOL_WAIT_S, kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
                                                 name="dheera_ai_store")
                     self._pid = os.getpid()
+                    self._pool_born = time.monotonic()
         return self._pool
+
+    def _reset_pool_after_timeout(self) -> None:
+        """Swap a pool stuck in reconnect backoff for a fresh one; the old one closes aside."""
+        with self._lock:
+            old = self._pool
+            if old is None or self._pid != os.getpid() or time.monotonic() - self._pool_born < POOL_RESET_S:
+                return
+            self._pool = None
+        threading.Thread(target=old.close, kwargs={"timeout": 1}, name="dheera_ai-store-pool-close",
+                         daemon=True).start()
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = False):
@@ -57,6 +74,8 @@ class PostgresStore(SQLStore):
             with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
         except (psycopg.OperationalError, PoolTimeout) as exc:
+            if isinstance(exc, PoolTimeout):
+                self._reset_pool_after_timeout()
             raise StoreUnavailableError(f"The state store ({self.describe()}) is unavailable: "
                                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                         code="store_unavailable") from None
