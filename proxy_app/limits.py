@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+
+from dheera_ai.sqlite_files import open_shared
 
 log = logging.getLogger("dheera_ai.limits")
 
@@ -72,10 +73,8 @@ class LocalLimiter:
 
     def _connection(self):
         if self._conn is None or self._pid != os.getpid():
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = OFF")  # counters, not records: a power cut may forget a minute
+            # Counters, not records: a power cut may forget a minute of them.
+            conn = open_shared(self.path, 5.0, synchronous="OFF")
             conn.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL, "
                          "expires REAL NOT NULL)")
             conn.execute("CREATE TABLE IF NOT EXISTS in_flight (scope TEXT NOT NULL, call_id TEXT NOT NULL, "

@@ -15,6 +15,8 @@ import sqlite3
 import threading
 import time
 
+from dheera_ai.sqlite_files import open_shared
+
 log = logging.getLogger("dheera_ai.router")
 
 FAILURE_WINDOW = 60.0  # seconds in which `allowed_fails` failures send a deployment to rest
@@ -126,9 +128,7 @@ class SQLiteCooldowns(CooldownStore):
             return self._db
         if not create and not os.path.exists(self.path):
             return None  # nothing has ever failed here: no file, nothing cooling
-        db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # losing a cooldown in a power cut costs nothing
+        db = open_shared(self.path, 2.0)  # losing a cooldown in a power cut costs nothing
         for statement in self._SCHEMA:
             db.execute(statement)
         self._db, self._pid, self._version = db, os.getpid(), None

@@ -11,8 +11,8 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 
+from dheera_ai.sqlite_files import open_shared
 from proxy_app.store.sql import SQLStore, StoreUnavailableError
 
 BUSY_TIMEOUT_MS = 5000
@@ -32,14 +32,7 @@ class SQLiteStore(SQLStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
-            directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
-            # isolation_level=None: we issue BEGIN ourselves, so a write takes its lock up front.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            _enable_wal(conn)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = open_shared(self.path, BUSY_TIMEOUT_MS / 1000)
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn, self._pid = conn, os.getpid()
         return self._conn
@@ -75,17 +68,3 @@ class SQLiteStore(SQLStore):
                 self._conn.close()
             self._conn = None
 
-
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    """Switch a new database file to WAL. The switch needs an exclusive lock, and SQLite answers
-    "database is locked" at once (busy_timeout does not apply) when another process opening the
-    same new file holds a lock: instances starting together wait for each other here instead."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
