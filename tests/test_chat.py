@@ -306,6 +306,21 @@ def test_proxies_from_the_environment_are_still_honoured(monkeypatch, make_app, 
     assert upstream.last.path == "http://api.example.invalid/v1/chat/completions"
 
 
+def test_the_upstream_gets_a_well_formed_request_and_no_cookie_from_another_call(openai_client, upstream):
+    """One outbound session serves every caller: a cookie the upstream sets on one call must not
+    ride along on the next (someone else's) call."""
+    upstream.respond(chat_completion(), headers={"Set-Cookie": "session=caller-one; Path=/"})
+    ask(openai_client)
+    ask(openai_client)
+
+    first, second = upstream.requests[-2:]
+    assert "cookie" not in second.headers
+    for sent in (first, second):
+        assert int(sent.headers["content-length"]) == len(sent.body)
+        assert sent.headers["content-type"] == "application/json"
+        assert sent.json["messages"] == [{"role": "user", "content": "Hi there"}]
+
+
 def test_the_call_log_line_carries_the_calls_cost(openai_client, call_log):
     ask(openai_client)  # the fake upstream reports 9 prompt and 7 completion tokens of gpt-4o-mini
     assert call_log()[-1]["cost"] == pytest.approx(9 * 1.5e-7 + 7 * 6.0e-7)
