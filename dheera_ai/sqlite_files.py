@@ -18,6 +18,10 @@ def open_shared(path: str, timeout_s: float, synchronous: str = "NORMAL") -> sql
     conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     _enable_wal(conn, timeout_s)
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # SQLite's own page cache (2 MB a connection by default) fills as spend rows go in and is
+    # never given back; the kernel's page cache holds these files anyway. 256 KB keeps a
+    # worker's memory flat: ~2 MB less per worker after a benchmark run.
+    conn.execute("PRAGMA cache_size = -256")
     return conn
 
 

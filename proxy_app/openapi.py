@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import re
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, current_app, send_from_directory
 
 import dheera_ai
@@ -108,6 +106,10 @@ def error_schema() -> dict:
 
 
 def build(app) -> dict:
+    # Imported here: a worker that is never asked for its document does not carry apispec.
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
     spec = APISpec(title="Dheera AI", version=dheera_ai.__version__, openapi_version=OPENAPI_VERSION,
                    plugins=[MarshmallowPlugin()],
                    info={"description": "An OpenAI-compatible LLM gateway. Keys go in `Authorization: Bearer`."})
