@@ -72,10 +72,17 @@ def request_details(call) -> dict:
     }
 
 
+class JSONLine(dict):
+    """A log message that is a JSON object. The gateway's JSON formatter takes its fields as they
+    are (no text to parse back); any other formatter prints it as JSON text."""
+
+    def __str__(self) -> str:
+        return orjson.dumps(self, default=str).decode()
+
+
 def _write(level: int, call, outcome) -> None:
     if log.isEnabledFor(level):  # build the line only when someone reads it
-        line = record(call, outcome, detailed=log.isEnabledFor(logging.DEBUG))
-        log.log(level, orjson.dumps(line, default=str).decode())
+        log.log(level, JSONLine(record(call, outcome, detailed=log.isEnabledFor(logging.DEBUG))))
 
 
 @hookimpl(trylast=True)

@@ -1,8 +1,8 @@
 """Logging as JSON lines, secrets redacted: the gateway's own loggers, and (optionally) gunicorn's
 access log in the same style.
 
-A record whose message is already a JSON object (the call log's) is written as that object plus
-`time`, `level` and `logger`; any other record becomes `{"time", "level", "logger", "message"}`,
+A record whose message is a dict (the call log's) or text holding a JSON object is written as that
+object plus `time`, `level` and `logger`; any other record becomes `{"time", "level", "logger", "message"}`,
 its traceback under `exc`. Every message passes through `dheera_ai.redact` once more, so a secret
 in an exception's text cannot reach the log either.
 """
@@ -19,20 +19,26 @@ from dheera_ai.redact import redact
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
         head = {"time": _iso(record.created), "level": record.levelname.lower(), "logger": record.name}
-        line = None
-        if message.startswith("{"):
-            try:
-                parsed = orjson.loads(message)
-                line = {**head, **parsed} if isinstance(parsed, dict) else None
-            except orjson.JSONDecodeError:
-                line = None
-        if line is None:
-            line = {**head, "message": redact(message)}
+        if isinstance(record.msg, dict) and not record.args:
+            line = {**head, **record.msg}
+        else:
+            message = record.getMessage()
+            fields = _json_object(message)
+            line = {**head, **fields} if fields is not None else {**head, "message": redact(message)}
         if record.exc_info:
             line["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(line, default=str).decode()
+
+
+def _json_object(message: str) -> dict | None:
+    if not message.startswith("{"):
+        return None
+    try:
+        parsed = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _iso(seconds: float) -> str:

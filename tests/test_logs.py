@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from dheera_ai.redact import is_secret_name, redact, redact_data, redact_headers
+from plugins.call_log import JSONLine
 from proxy_app.logs import JSONFormatter
 
 OPENAI_KEY = "sk-proj-AbCdEfGh1234567890abcdefghijkl"
@@ -126,14 +127,17 @@ def test_every_log_line_is_json_and_exception_text_is_redacted():
     logger.addHandler(handler)
     try:
         logger.warning('{"event": "call", "status": 200}')
+        logger.info(JSONLine(event="call", status=201))  # the call log's own lines: fields, not text
         try:
             raise RuntimeError(f"upstream said no to {OPENAI_KEY}")
         except RuntimeError:
             logger.exception("unexpected error with key %s", GOOGLE_KEY)
     finally:
         logger.removeHandler(handler)
-    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    first, fields, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["event"] == "call" and first["status"] == 200 and first["level"] == "warning"
+    assert fields["event"] == "call" and fields["status"] == 201 and fields["logger"] == "dheera_ai.test-json"
+    assert json.loads(str(JSONLine(status=201))) == {"status": 201}  # how any other formatter prints it
     assert second["level"] == "error" and "unexpected error" in second["message"]
     assert OPENAI_KEY not in second["exc"] and GOOGLE_KEY not in second["message"]
 
