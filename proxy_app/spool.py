@@ -23,6 +23,9 @@ log = logging.getLogger("dheera_ai.spool")
 
 SUFFIX = ".jsonl"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+# A drained file is started over once it is this big: each start-over costs an fsync'd offset
+# write that stalls a gevent worker, so not at every drain (every half second under load).
+START_OVER_BYTES = 1024 * 1024
 
 
 class SpoolFullError(Exception):
@@ -30,9 +33,10 @@ class SpoolFullError(Exception):
 
 
 class Spool:
-    def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES, start_over_bytes: int = START_OVER_BYTES):
         self.directory = directory
         self.max_bytes = max_bytes
+        self.start_over_bytes = start_over_bytes
         self._lock = threading.Lock()
         self._fd = None
         self._path = None
@@ -92,7 +96,7 @@ class Spool:
             offset = _read_offset(path)
             rows, end = _read_rows(path, offset, batch_rows)
             if not rows:
-                if owned and end == offset and offset > 0:
+                if owned and end == offset and offset >= max(self.start_over_bytes, 1):
                     self._truncate_if_drained(path, offset)
                 return handed
             sink(rows)

@@ -66,12 +66,14 @@ def test_a_crash_between_the_sink_and_the_offset_delivers_again_and_dedup_makes_
     assert sink.calls == 2 and sorted(sink.rows) == list(range(10))
 
 
-def test_the_file_starts_over_once_drained(tmp_path):
-    spool = Spool(str(tmp_path))
+def test_the_file_starts_over_once_drained_past_its_start_over_size(tmp_path):
+    spool = Spool(str(tmp_path), start_over_bytes=30)
     spool.append({"id": 1})
     spool.drain(lambda rows: None)
-    spool.drain(lambda rows: None)
     [name] = [n for n in os.listdir(tmp_path) if n.endswith(".jsonl")]
+    assert os.path.getsize(tmp_path / name) == len(b'{"id":1}\n')  # drained, still small: kept
+    spool.append({"id": 1.5, "padding": "x" * 20})
+    spool.drain(lambda rows: None)
     assert os.path.getsize(tmp_path / name) == 0
     spool.append({"id": 2})
     received = []
