@@ -16,9 +16,6 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
 from dheera_ai.errors import BadRequestError
 
 
@@ -95,9 +92,6 @@ class _Vetting:
             self._dns_host = named
 
 
-def guarded_pool_classes(allowed: tuple) -> dict:
-    """urllib3 pool classes (by scheme) whose connections vet their address against `allowed`."""
-    http_conn = type("VettedHTTPConnection", (_Vetting, HTTPConnection), {"allowed": allowed})
-    https_conn = type("VettedHTTPSConnection", (_Vetting, HTTPSConnection), {"allowed": allowed})
-    return {"http": type("VettedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-            "https": type("VettedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})}
+def vetting(allowed: tuple) -> type:
+    """A mixin for urllib3 connections that vets each address connected to against `allowed`."""
+    return type("Vetting", (_Vetting,), {"allowed": allowed})
