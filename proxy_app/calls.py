@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 
 import orjson
 from flask import Response, current_app, g, request
 from marshmallow import Schema
 
+from dheera_ai import ids
 from dheera_ai.errors import BadRequestError
 from dheera_ai.types import GATEWAY_FIELDS, Call, Credentials, Principal, Reply, Upload
 from proxy_app.validation import FastValidator
@@ -26,7 +26,7 @@ def engine():
 def start_request() -> None:
     """Stamp the request: its call id and the moment the gateway began working on it."""
     g.started = time.perf_counter()
-    g.call_id = request.headers.get("x-dheera-ai-call-id") or str(uuid.uuid4())
+    g.call_id = request.headers.get("x-dheera-ai-call-id") or ids.call_id()
 
 
 def credentials() -> Credentials:

@@ -20,7 +20,7 @@ import uuid
 
 import orjson
 
-from dheera_ai import hookimpl
+from dheera_ai import hookimpl, ids
 from dheera_ai.cost import PriceTable
 from dheera_ai.errors import BudgetExceededError, RateLimitError
 from dheera_ai.types import Usage
@@ -178,7 +178,7 @@ class SpendTracker:
         principal, deployment, error = call.principal, call.deployment, outcome.error
         end = time.time()
         return {
-            "row_id": uuid.uuid4().hex, "request_id": call.call_id, "call_type": call.call_type,
+            "row_id": ids.row_id(), "request_id": call.call_id, "call_type": call.call_type,
             "key_hash": principal.key_hash if principal else None,
             "key_alias": principal.key_alias if principal else None,
             "user_id": principal.user_id if principal else None, "team_id": principal.team_id if principal else None,

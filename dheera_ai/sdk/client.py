@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import uuid
 
 import dheera_ai
+from dheera_ai import ids
 from dheera_ai.errors import AuthenticationError, BadRequestError, DheeraAIError, error_from_answer
 from dheera_ai.sdk import objects
 from dheera_ai.sdk.uploads import uploads
@@ -140,7 +140,7 @@ def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=N
     if pin_response_id is not None:
         body[pin_response_id] = _upstream_response_id(body[pin_response_id], deployment)
     body["model"] = deployment.model
-    call = Call(call_id=str(uuid.uuid4()), call_type=call_type, model=model, body=body,
+    call = Call(call_id=ids.call_id(), call_type=call_type, model=model, body=body,
                 stream=bool(body.get("stream")) and chunk is not None, principal=_PRINCIPAL,
                 gateway_params={k: v for k, v in gateway_params.items() if v is not None})
     with uploads(files) as call.files:
