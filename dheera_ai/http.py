@@ -44,7 +44,7 @@ def session() -> requests.Session:
     """The process's session, made on first use: after fork, after gevent's monkey-patching."""
     global _session, _session_pid
     if _session is None or _session_pid != os.getpid():
-        s = _session_without_cookies()
+        s = _upstream_session()
         adapter = HTTPAdapter(pool_connections=32, pool_maxsize=1024, max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = _pool_classes()
         s.mount("http://", adapter)
@@ -64,7 +64,7 @@ def client_session(allowed: tuple = ()) -> requests.Session:
     key = (os.getpid(), allowed)
     s = _guarded.get(key)
     if s is None:
-        s = _session_without_cookies()
+        s = _upstream_session()
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=256, max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = _pool_classes(netguard.vetting(allowed))
         s.mount("http://", adapter)
@@ -110,11 +110,15 @@ def _pool_classes(*mixins: type) -> dict:
             "https": type("HTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})}
 
 
-def _session_without_cookies() -> requests.Session:
+def _upstream_session() -> requests.Session:
     """A session that never keeps an upstream's cookies: it is shared by every caller of the
-    gateway, so a cookie one call received must not ride along on another's."""
+    gateway, so a cookie one call received must not ride along on another's. Of requests' default
+    headers, those HTTP/1.1 implies (`Accept: */*`, `Connection: keep-alive`) are left out: each
+    header costs its validation on every call."""
     s = requests.Session()
     s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    for implied in ("Accept", "Connection"):
+        s.headers.pop(implied, None)
     return s
 
 
