@@ -11,6 +11,7 @@ the other.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +24,10 @@ import yaml
 from dheera_ai.router import cooldowns
 from proxy_app.virtual_keys import hash_key
 from tests.support.calls import fresh_minute, post_many, wait_for
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, Script, chat_chunks
 from tests.support.nginx import NGINX, Nginx
 from tests.support.process import GatewayProcess
+from tests.support.servers import hang_up_mid_stream
 from tests.support.services import PostgresSchema, redis_url
 from tests.test_spend import PLAIN_COST, PRICES
 
@@ -59,25 +61,28 @@ class Stack:
 def stack(tmp_path_factory):
     import redis
 
-    schema = PostgresSchema()
     url = redis_url()
+    schema = PostgresSchema()
     prefix = f"dheera_ai_test:{uuid.uuid4().hex[:12]}:"
     upstream = FakeUpstream()
     upstream.always("/broken/", status=500)
     upstream.always("/pair-a/", status=500)
+    words = [f" word{i:03d}" for i in range(200)]
+    upstream.route("/long/v1/chat/completions", lambda _: Script(events=chat_chunks(words=words), event_delay=0.01))
     tmp = tmp_path_factory.mktemp("scale-out")
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump({
         "model_list": [deployment(upstream, "gpt-4o-mini", "plain", **PRICES),
-                       deployment(upstream, "broken", "broken"),
+                       deployment(upstream, "broken", "broken"), deployment(upstream, "long-stream", "long"),
                        deployment(upstream, "pair", "pair-a"), deployment(upstream, "pair", "pair-b")],
         "router_settings": {"num_retries": 1, "retry_after": 0.001, "allowed_fails": 1, "cooldown_time": 60},
         "general_settings": {"master_key": MASTER, "database_url": schema.url, "redis_url": url,
                              "redis_key_prefix": prefix, "spend_flush_seconds": 0.05}}))
     began = time.perf_counter()
-    instances = [GatewayProcess("--config", str(config), "--workers", "2", "--host", "127.0.0.1") for _ in range(2)]
-    nginx = None
+    instances, nginx = [], None
     try:
+        for _ in range(2):
+            instances.append(GatewayProcess("--config", str(config), "--workers", "2", "--host", "127.0.0.1"))
         for instance in instances:
             instance.wait_ready()
         nginx = Nginx(tmp, [i.port for i in instances])
@@ -136,17 +141,17 @@ def test_a_revocation_on_one_instance_is_refused_everywhere_within_a_second(stac
     key = admin(stack.a.url, "/key/generate")["key"]
     assert statuses(stack, key, each=6) == [200] * 18  # cached by every worker of both instances
 
+    took = {}
     admin(stack.a.url, "/key/block", key=key)
-    blocked = seconds_until(lambda: set(statuses(stack, key)) == {401})
+    took["blocked on A, all refused"] = seconds_until(lambda: set(statuses(stack, key)) == {401})
     admin(stack.b.url, "/key/unblock", key=key)
-    unblocked = seconds_until(lambda: set(statuses(stack, key)) == {200})
+    took["unblocked on B, all accepted"] = seconds_until(lambda: set(statuses(stack, key)) == {200})
     admin(stack.b.url, "/key/delete", keys=[key])
-    deleted = seconds_until(lambda: set(statuses(stack, key)) == {401})
-    print(f"12 calls over A, B and nginx: blocked on A, all refused within {blocked:.3f}s; unblocked on B, "
-          f"all accepted within {unblocked:.3f}s; deleted on B, all refused within {deleted:.3f}s")
-    assert blocked is not None and blocked <= 1.0
-    assert unblocked is not None and unblocked <= 1.0
-    assert deleted is not None and deleted <= 1.0
+    took["deleted on B, all refused"] = seconds_until(lambda: set(statuses(stack, key)) == {401})
+    print("rounds of 12 calls over A, B and nginx: " + "; ".join(
+        f"{what} within {seconds:.3f}s" if seconds is not None else f"{what}: not within 3s"
+        for what, seconds in took.items()))
+    assert all(seconds is not None and seconds <= 1.0 for seconds in took.values()), took
     refused = chat(stack.a.url, key)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_deleted"
     assert set(statuses(stack, key, each=6)) == {401}
@@ -219,16 +224,24 @@ def test_each_call_leaves_exactly_one_spend_row(stack):
         assert b"data: [DONE]" in response.content
         return response
 
+    def hang_up(url) -> str:
+        """A stream the client leaves after a few chunks; its call id."""
+        received = hang_up_mid_stream(url, key, {"model": "long-stream", "stream": True,
+                                                 "messages": [{"role": "user", "content": "count"}]},
+                                      enough=lambda received: received.count(b"word") >= 5)
+        return re.search(rb"(?i)x-dheera-ai-call-id: *(\S+)", received).group(1).decode()
+
     broken_before = stack.upstream.count("/broken/")
     calls = [lambda url=url: chat(url, key) for url in (a, b, nginx) for _ in range(3)]
     calls += [lambda: stream(a), lambda: stream(b), lambda: stream(nginx)]
     calls += [lambda: chat(b, key, model="broken"), lambda: chat(nginx, key, model="broken")]
-    with ThreadPoolExecutor(len(calls)) as pool:
+    with ThreadPoolExecutor(len(calls) + 2) as pool:
+        left = [pool.submit(hang_up, url) for url in (b, nginx)]
         answers = list(pool.map(lambda call: call(), calls))
+        ids = sorted([r.headers["x-dheera-ai-call-id"] for r in answers] + [f.result() for f in left])
     assert [r.status_code for r in answers] == [200] * 12 + [500] * 2
     assert stack.upstream.count("/broken/") - broken_before == 4, "each failing call was retried once"
-    ids = sorted(r.headers["x-dheera-ai-call-id"] for r in answers)
-    assert len(set(ids)) == len(answers)
+    assert len(set(ids)) == len(calls) + 2
 
     def stored():
         return [r[0] for r in stack.schema.query("SELECT request_id FROM {schema}.spend_logs WHERE key_hash = %s "
@@ -237,14 +250,14 @@ def test_each_call_leaves_exactly_one_spend_row(stack):
     assert wait_for(stored, ids) == ids  # each call once, nothing else
     time.sleep(0.3)  # more rounds of both instances' writers change nothing
     assert stored() == ids
-    kinds = stack.schema.query("SELECT stream, status, retries FROM {schema}.spend_logs WHERE key_hash = %s "
-                               "ORDER BY stream, status", hash_key(key))
-    assert kinds == [(0, 200, 0)] * 9 + [(0, 500, 1)] * 2 + [(1, 200, 0)] * 3
+    kinds = stack.schema.query("SELECT stream, stream_cut, status, retries FROM {schema}.spend_logs "
+                               "WHERE key_hash = %s ORDER BY stream, stream_cut, status", hash_key(key))
+    assert kinds == [(0, 0, 200, 0)] * 9 + [(0, 0, 500, 1)] * 2 + [(1, 0, 200, 0)] * 3 + [(1, 1, 200, 0)] * 2
     for url in (a, b):
         assert wait_for(lambda url=url: requests.get(url + "/health/readiness", timeout=10).json()["spend"]
                         ["spool_pending_bytes"], 0) == 0
-    print(f"{len(answers)} calls (9 plain, 3 streamed, 2 failing after a retry) over A, B and nginx: "
-          f"{len(stored())} spend rows, one per call id")
+    print(f"{len(ids)} calls (9 plain, 3 streamed, 2 streams left mid-way, 2 failing after a retry) over A, B "
+          f"and nginx: {len(stored())} spend rows, one per call id")
 
 
 def test_a_deployment_cooled_down_on_one_instance_is_avoided_by_the_other(stack):
