@@ -77,7 +77,7 @@ class Metrics:
         self.errors.labels(group, type(outcome.error).__name__).inc()
         self.latency.labels(group).observe(outcome.latency_seconds)
 
-    def exposition(self, engine) -> bytes:
+    def exposition(self, engine, spool) -> bytes:
         if multiprocess():
             from prometheus_client import multiprocess as mp
 
@@ -88,20 +88,19 @@ class Metrics:
             counted = generate_latest(self.registry)
         # Shared state read at scrape time: the same for every worker, so not per-process samples.
         now = CollectorRegistry()
-        now.register(SharedStateCollector(engine))
+        now.register(SharedStateCollector(engine, spool))
         return counted + generate_latest(now)
 
 
 class SharedStateCollector:
     """Gauges read when scraped: deployments resting in a cooldown, spend rows waiting in the spool."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, spool):
         self.engine = engine
+        self.spool = spool  # the spend tracker's: its directory holds every worker's file
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
-
-        from proxy_app.spool import Spool
 
         router = self.engine.router
         cooling = router.cooldowns.cooling()
@@ -111,9 +110,8 @@ class SharedStateCollector:
         for name, group in router.groups.items():
             resting.add_metric([name], sum(1 for d in group.deployments if cooling.get(d.id, 0.0) > wall))
         yield resting
-        spool = Spool(os.path.join(self.engine.config.state_dir, "spool"))
         yield GaugeMetricFamily("dheera_ai_spool_pending_bytes", "Spend rows written locally, not yet in the store",
-                                value=spool.pending_bytes())
+                                value=self.spool.pending_bytes())
 
 
 def _labels(call) -> tuple[str, str]:
@@ -131,5 +129,6 @@ def metrics():
         principal = calls.authenticate()
         if principal.kind not in ("master", "anonymous"):
             raise PermissionDeniedError("/metrics needs the master key.", code="admin_only")
-    body = current_app.extensions["dheera_ai.metrics"].exposition(engine)
+    body = current_app.extensions["dheera_ai.metrics"].exposition(
+        engine, current_app.extensions["dheera_ai_state"].spend.spool)
     return Response(body, content_type=CONTENT_TYPE_LATEST)

@@ -52,6 +52,20 @@ def make_app():
 
 
 @pytest.fixture
+def store_refuses_spend(monkeypatch):
+    """`store_refuses_spend(app)`: its store refuses spend rows, as a database that is down would,
+    so they wait in the spool."""
+    from proxy_app.store import StoreUnavailableError
+
+    def down(rows):
+        raise StoreUnavailableError("The state store is down (test).", code="store_unavailable")
+
+    def apply(app):
+        monkeypatch.setattr(app.extensions["dheera_ai_state"].store, "record_spend", down)
+    return apply
+
+
+@pytest.fixture
 def app(make_app, base_config):
     return make_app(base_config)
 

@@ -1,12 +1,12 @@
 """Budgets and rate limits on keys, users and teams: refusals, headers, concurrency, Redis."""
 
-import threading
 import time
 
 import pytest
 import requests
 
 from tests.conftest import MASTER_KEY
+from tests.support.calls import fresh_minute, post_many
 from tests.support.fake_upstream import chat_completion
 from tests.support.servers import free_port
 from tests.support.services import PostgresSchema, redis_url
@@ -36,33 +36,6 @@ def generate(client, **fields):
 def chat(client, key, **body):
     return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **body})
-
-
-def fresh_minute():
-    """Rate windows are calendar minutes: start a counting test well inside one."""
-    if time.time() % 60 > 50:
-        time.sleep(61 - time.time() % 60)
-
-
-def post_many(url, key, count, headers=None, **body):
-    """`count` chat calls at once against a real server; their status codes."""
-    statuses = []
-    lock = threading.Lock()
-
-    def one():
-        response = requests.post(url + "/v1/chat/completions", timeout=30,
-                                 headers={"Authorization": f"Bearer {key}", **(headers or {})},
-                                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
-                                       **body})
-        with lock:
-            statuses.append(response.status_code)
-
-    workers = [threading.Thread(target=one) for _ in range(count)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return statuses
 
 
 # -- budgets -------------------------------------------------------------------------------------

@@ -76,11 +76,8 @@ def test_every_worker_is_counted(tmp_path):
         gateway.close()
 
 
-def test_cooldowns_and_spool_depth_are_read_when_scraped(make_app, upstream, tmp_path, monkeypatch, auth):
-    import os
-
-    from proxy_app.spool import Spool
-
+def test_cooldowns_and_spool_depth_are_read_when_scraped(make_app, upstream, tmp_path, monkeypatch, auth,
+                                                         store_refuses_spend):
     monkeypatch.chdir(tmp_path)  # a dict config keeps its state (cooldowns, spool) in the working directory
     upstream.always("/a/", status=500)
     config = {"model_list": [
@@ -89,13 +86,14 @@ def test_cooldowns_and_spool_depth_are_read_when_scraped(make_app, upstream, tmp
         for name in ("a", "b")],
         "router_settings": {"allowed_fails": 1, "cooldown_time": 30},
         "general_settings": {"master_key": MASTER_KEY}}
-    client = make_app(config).test_client()
+    app = make_app(config)
+    client = app.test_client()
     text = client.get("/metrics", headers=auth).get_data(as_text=True)
     assert sample(text, "dheera_ai_deployments_cooling_down", model_group="pair") == 0
     assert sample(text, "dheera_ai_spool_pending_bytes") == 0
+    store_refuses_spend(app)  # the calls' spend rows wait in the spool
     while upstream.count("/a/") < 1:
         chat(client, auth, model="pair")
-    Spool(os.path.join(tmp_path, "spool")).append({"id": "r1"})
     text = client.get("/metrics", headers=auth).get_data(as_text=True)
     assert sample(text, "dheera_ai_deployments_cooling_down", model_group="pair") == 1
     assert sample(text, "dheera_ai_spool_pending_bytes") > 0

@@ -1,9 +1,6 @@
 """conf/nginx.conf for real: nginx in front of two gateway instances, streaming through it."""
 
 import os
-import re
-import shutil
-import subprocess
 import time
 
 import openai
@@ -12,27 +9,12 @@ import requests
 import yaml
 
 from tests.support.fake_upstream import chat_chunks
+from tests.support.nginx import NGINX, Nginx
 from tests.support.process import GatewayProcess
-from tests.support.servers import free_port
 
 MASTER = "sk-nginx-master-key"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None and os.environ.get("CI") != "true",
                                 reason="nginx is not installed (apt-get install nginx-light); CI installs it")
-
-
-def render(conf: str, tmp_path, ports, listen) -> str:
-    """conf/nginx.conf with this test's ports and writable paths, otherwise as shipped."""
-    conf = conf.replace("worker_processes auto;", "worker_processes 1;")
-    conf = re.sub(r"pid [^;]+;", f"pid {tmp_path}/nginx.pid;", conf)
-    conf = re.sub(r"error_log [^;]+;", f"error_log {tmp_path}/error.log warn;", conf)
-    conf = re.sub(r"access_log [^;]+;", f"access_log {tmp_path}/access.log;", conf)
-    conf = conf.replace("server 127.0.0.1:4000", f"server 127.0.0.1:{ports[0]}")
-    conf = conf.replace("server 127.0.0.1:4001", f"server 127.0.0.1:{ports[1]}")
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
-    temp = "".join(f"    {name}_temp_path {tmp_path}/{name};\n"
-                   for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return conf.replace("http {\n", "http {\n" + temp, 1)
 
 
 @pytest.fixture
@@ -45,22 +27,9 @@ def stack(tmp_path, upstream):
     instances = [GatewayProcess("--config", str(config), "--workers", "1", "--host", "127.0.0.1") for _ in range(2)]
     for instance in instances:
         instance.wait_ready()
-    listen = free_port()
-    with open("conf/nginx.conf", encoding="utf-8") as f:
-        (tmp_path / "nginx.conf").write_text(render(f.read(), tmp_path, [i.port for i in instances], listen))
-    nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-                             stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{listen}"
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            requests.get(url + "/health/liveliness", timeout=5)
-            break
-        except requests.RequestException:  # not listening yet, or not answering yet
-            time.sleep(0.05)
-    yield url, instances
-    nginx.terminate()
-    nginx.wait(10)
+    nginx = Nginx(tmp_path, [i.port for i in instances])
+    yield nginx.url, instances
+    nginx.close()
     for instance in instances:
         instance.close()
 

@@ -10,10 +10,10 @@ import requests
 import yaml
 
 from tests.conftest import MASTER_KEY
+from tests.support.calls import post_many, wait_for
 from tests.support.process import GatewayProcess
 from tests.support.services import PostgresSchema
 from tests.support.tcp_proxy import TCPProxy
-from tests.test_limits import post_many
 from tests.test_spend import PLAIN_COST, PRICES
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -23,15 +23,6 @@ def chat(url, key=MASTER_KEY, tags=("faults",)):
     return requests.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=10,
                          json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
                                "tags": list(tags), "max_tokens": 7})
-
-
-def wait_for(read, expected, timeout=15.0):
-    deadline = time.time() + timeout
-    while True:
-        value = read()
-        if value == expected or time.time() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def through(url: str, port: int) -> str:

@@ -49,6 +49,10 @@ class PostgresSchema:
                                          "WHERE t::text LIKE %s", (f"%{text}%",)).fetchone()[0]
         return found
 
+    def query(self, sql: str, *params) -> list[tuple]:
+        """The rows of `sql`, in which `{schema}` stands for this schema (quoted)."""
+        return self._admin.execute(sql.replace("{schema}", f'"{self.name}"'), params).fetchall()
+
     def drop(self):
         self._admin.execute(f'DROP SCHEMA "{self.name}" CASCADE')
         self._admin.close()
