@@ -5,14 +5,12 @@ re-exports them for a plain `gunicorn -c conf/gunicorn.conf.py wsgi:app`.
 """
 
 import glob
-import multiprocessing
 import os
-import tempfile
 
 bind = os.environ.get("DHEERA_AI_BIND", "127.0.0.1:4000")
 # gevent workers: one per core, each holding many connections (streams mostly wait on upstreams).
 worker_class = "gevent"
-workers = int(os.environ.get("DHEERA_AI_WORKERS") or multiprocessing.cpu_count())
+workers = int(os.environ.get("DHEERA_AI_WORKERS") or os.cpu_count() or 1)
 worker_connections = 1000
 # Monkey-patching must happen in each worker before the app exists: never preload.
 preload_app = False
@@ -46,6 +44,8 @@ def on_starting(server):
         for stale in glob.glob(os.path.join(directory, "*.db")):  # samples of a previous run
             os.unlink(stale)
     else:
+        import tempfile  # the master's imports are every worker's memory too: only when needed
+
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dheera-ai-metrics-")
 
 
