@@ -57,6 +57,11 @@ _positive = validate.Range(min=0, min_inclusive=False)
 _non_negative = validate.Range(min=0)
 
 
+def _existing_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise ValidationError(f"no such file: {path} (relative paths start from {os.getcwd()})")
+
+
 class DeploymentParamsSchema(Schema):
     """`dheera_ai_params`; unknown keys are provider-specific and pass through."""
 
@@ -139,6 +144,9 @@ class GeneralSettingsSchema(Schema):
     # loopback, private or link-local; nothing by default.
     allowed_client_api_base_hosts = fields.List(fields.String(), load_default=list)
     redis_key_prefix = fields.String(load_default="dheera_ai:")
+    # Your own price table instead of the shipped one (dheera_ai/model_prices.yaml); checked here so
+    # a wrong path stops start-up with the key's name, not each worker as it boots.
+    model_prices_path = fields.String(allow_none=True, validate=_existing_file)
 
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",

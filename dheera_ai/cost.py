@@ -1,7 +1,8 @@
 """What a call cost: the usage the upstream reported, priced from a table.
 
-The table (conf/model_prices.yaml) is keyed by `provider/model` or a bare model name; a
-deployment's `model_info` overrides any price field. An unpriced model costs 0 and is flagged
+The table (dheera_ai/model_prices.yaml, shipped in the package; `general_settings.model_prices_path`
+replaces it) is keyed by `provider/model` or a bare model name; a deployment's `model_info`
+overrides any price field. An unpriced model costs 0 and is flagged
 (`Cost.priced` is False) — never a failed call.
 """
 
@@ -18,8 +19,8 @@ from dheera_ai.types import Deployment, Usage
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost", "output_cost_per_image", "input_cost_per_character",
                 "input_cost_per_second", "input_cost_per_query")
-DEFAULT_PRICES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf",
-                              "model_prices.yaml")
+# Package data (setup.cfg), so a checkout and an installed wheel read the same file.
+DEFAULT_PRICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_prices.yaml")
 # Dated snapshots are priced like their family: gpt-4o-2024-08-06, claude-3-5-sonnet-20241022.
 _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$")
 

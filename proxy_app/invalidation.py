@@ -1,9 +1,11 @@
 """Telling every gateway instance that cached keys are stale, through Redis pub/sub.
 
 Each worker publishes what it changed and listens (in a background thread, a greenlet under
-gevent) for what others changed. Messages are key hashes, or `*` for "drop everything". A
-listener that loses Redis drops its whole cache when it reconnects, since it may have missed
-messages; meanwhile the store's version counter (polled by `KeyCache`) still catches changes.
+gevent) for what others changed, on the channel `<redis_key_prefix>key_invalidation`, so
+deployments (or test runs) that share one Redis under different prefixes never drop each other's
+caches. Messages are key hashes, or `*` for "drop everything". A listener that loses Redis drops
+its whole cache when it reconnects, since it may have missed messages; meanwhile the store's
+version counter (polled by `KeyCache`) still catches changes.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ import threading
 
 log = logging.getLogger("dheera_ai.invalidation")
 
-CHANNEL = "dheera_ai:key_invalidation"
+CHANNEL = "key_invalidation"  # after general_settings.redis_key_prefix
 SOCKET_TIMEOUT_S = 1.0
 RETRY_S = 1.0
 EVERYTHING = "*"
 
 
 class RedisInvalidation:
-    def __init__(self, url: str, channel: str = CHANNEL):
+    def __init__(self, url: str, prefix: str = "dheera_ai:"):
         self.url = url
-        self.channel = channel
+        self.channel = prefix + CHANNEL
         self._client = None
         self._pid = None
         self._stop = threading.Event()

@@ -16,8 +16,10 @@ log = logging.getLogger("dheera_ai.state")
 class State:
     def __init__(self, config):
         self.store = open_store(config)
-        redis_url = config.general_settings.get("redis_url")
-        self.invalidation = RedisInvalidation(redis_url) if redis_url else None
+        settings = config.general_settings
+        redis_url = settings.get("redis_url")
+        self.invalidation = RedisInvalidation(redis_url, settings.get("redis_key_prefix", "dheera_ai:")) \
+            if redis_url else None
         self.auth = VirtualKeyAuth(self.store, config, self.invalidation, ready=self.ensure_schema)
         self.spend = SpendTracker(self.store, config, local_files_dir(config, self.store))
         self.schema_ready = False

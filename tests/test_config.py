@@ -110,6 +110,17 @@ def test_an_unset_master_key_stops_start_up(monkeypatch):
     assert problem == "general_settings.master_key: environment variable UNSET_MASTER is not set"
 
 
+def test_a_price_table_path_that_is_not_a_file_stops_start_up(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths start from the working directory, as the gateway reads them
+    [problem] = problems_of({"general_settings": {"model_prices_path": "conf/model_prices.yaml"}})
+    assert problem == (f"general_settings.model_prices_path: no such file: conf/model_prices.yaml "
+                       f"(relative paths start from {tmp_path})")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "model_prices.yaml").write_text("openai/gpt-4o: {input_cost_per_token: 1.0e-6}\n")
+    config = load({"general_settings": {"model_prices_path": "conf/model_prices.yaml"}})
+    assert config.general_settings["model_prices_path"] == "conf/model_prices.yaml"
+
+
 def test_unknown_sections_are_accepted_with_a_warning(caplog):
     config = load({"model_list": [], "litellm_extra_section": {"x": 1}})
     assert config.deployments == []

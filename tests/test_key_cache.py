@@ -1,6 +1,7 @@
 """The virtual-key hot path: answered from the cache, invalidated everywhere, calm when the store is down."""
 
 import time
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -21,6 +22,11 @@ def until(condition, timeout=3.0):
             return True
         time.sleep(0.05)
     return condition()
+
+
+def fresh_prefix() -> str:
+    """A `redis_key_prefix` no other gateway (or test run) on the shared Redis uses."""
+    return f"dheera_ai_test:{uuid.uuid4().hex[:12]}:"
 
 
 def gateway(make_app, base_config, **general_settings):
@@ -96,7 +102,7 @@ def test_a_store_down_at_start_up_is_migrated_when_it_returns(make_app, base_con
 
 def test_two_instances_on_postgres_and_redis_invalidate_each_other_within_a_second(make_app, base_config,
                                                                                    postgres_schema):
-    shared = {"database_url": postgres_schema.url, "redis_url": redis_url()}
+    shared = {"database_url": postgres_schema.url, "redis_url": redis_url(), "redis_key_prefix": fresh_prefix()}
     one, two = (gateway(make_app, base_config, **shared) for _ in range(2))
     for app in (one, two):
         app.extensions["dheera_ai_state"].auth.poll_seconds = 3600  # only Redis can tell them
@@ -115,6 +121,37 @@ def test_two_instances_on_postgres_and_redis_invalidate_each_other_within_a_seco
     b.post("/key/unblock", headers=AUTH, json={"key": key})
     b.post("/key/update", headers=AUTH, json={"key": key, "models": ["gpt-4o-mini"]})
     assert until(lambda: chat(a, key).status_code == 403, timeout=1.0)
+
+
+def test_only_gateways_under_one_redis_key_prefix_hear_each_others_invalidations(make_app, base_config,
+                                                                                  postgres_schema):
+    """Two deployments on one Redis (and here one store, so a missed message shows as a stale
+    cache) keep their key caches apart when their `redis_key_prefix` differs."""
+    import redis
+
+    url = redis_url()
+    ours, theirs = fresh_prefix(), fresh_prefix()
+    shared = {"database_url": postgres_schema.url, "redis_url": url}
+    apps = [gateway(make_app, base_config, redis_key_prefix=prefix, **shared) for prefix in (ours, ours, theirs)]
+    for app in apps:
+        app.extensions["dheera_ai_state"].auth.poll_seconds = 3600  # only Redis can tell them
+    one, two, other = (app.test_client() for app in apps)
+    key = generate(one, AUTH, models=["demo"])["key"]
+    assert all(chat(c, key).status_code == 200 for c in (one, two, other))  # each starts its listener
+    channels = {ours + "key_invalidation": 2, theirs + "key_invalidation": 1}
+    listeners = redis.Redis.from_url(url)
+    assert until(lambda: {name.decode(): n for name, n in listeners.pubsub_numsub(*channels)} == channels)
+    time.sleep(0.3)  # each listener drops its cache once subscribed (what it may have missed): let that pass
+    assert all(chat(c, key).status_code == 200 for c in (one, two, other))  # cached again
+
+    two.post("/key/block", headers=AUTH, json={"key": key})
+    assert until(lambda: chat(one, key).status_code == 401, timeout=1.0)  # same prefix: heard
+    assert chat(two, key).status_code == 401
+    assert not until(lambda: chat(other, key).status_code == 401, timeout=0.5)  # other prefix: still cached
+
+    other.post("/key/unblock", headers=AUTH, json={"key": key})
+    assert chat(other, key).status_code == 200
+    assert not until(lambda: chat(one, key).status_code == 200 or chat(two, key).status_code == 200, timeout=0.5)
 
 
 def test_readiness_reports_the_store_and_redis(make_app, base_config):

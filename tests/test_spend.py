@@ -72,6 +72,20 @@ def test_an_unpriced_model_costs_zero_and_says_so(make_app, spend_config, upstre
     assert row["priced"] is False and row["cost"] == 0 and row["completion_tokens"] > 0
 
 
+def test_model_prices_path_replaces_the_shipped_table(make_app, spend_config, upstream, auth, tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("openai/mystery-model: {input_cost_per_token: 1.0e-6, output_cost_per_token: 2.0e-6}\n")
+    spend_config["general_settings"]["model_prices_path"] = str(prices)
+    for name, model in (("mystery", "openai/mystery-model"), ("gpt-4o", "openai/gpt-4o")):
+        spend_config["model_list"].append({"model_name": name, "dheera_ai_params": {
+            "model": model, "api_base": upstream.url + "/v1", "api_key": "sk-x"}})
+    app = make_app(spend_config)
+    assert float(chat(app.test_client(), auth, model="mystery").headers["x-dheera-ai-response-cost"]) == \
+        pytest.approx(PLAIN_COST)
+    # Priced in the shipped table, not in this one.
+    assert chat(app.test_client(), auth, model="gpt-4o").headers["x-dheera-ai-response-cost"] == "0.0"
+
+
 def _wav_upload():
     return {"file": (io.BytesIO(b"RIFF" + b"\0" * 32_000), "a.wav"), "model": "mock-priced"}
 

@@ -57,10 +57,7 @@ def prices():
     if _prices is None:
         from dheera_ai.cost import PriceTable
 
-        try:
-            _prices = PriceTable.load()
-        except OSError:  # an installation without conf/model_prices.yaml: calls are unpriced, not failed
-            _prices = PriceTable({})
+        _prices = PriceTable.load()
     return _prices
 
 

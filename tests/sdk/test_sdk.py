@@ -3,8 +3,13 @@ that importing `dheera_ai` starts nothing."""
 
 import asyncio
 import json
+import os
+import shutil
+import site
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +19,7 @@ from dheera_ai.cost import DEFAULT_PRICES
 from tests.support.fake_upstream import chat_completion
 
 HI = [{"role": "user", "content": "Hi"}]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def prices(model):
@@ -52,6 +58,48 @@ def test_the_cost_of_a_call_from_the_price_table(upstream):
     assert dheera_ai.completion_cost(completion_response=response) == pytest.approx(expected)
     assert response._hidden_params["custom_llm_provider"] == "openai"
     assert response._hidden_params["api_base"] == upstream.url + "/v1"
+
+
+def test_an_installed_wheel_prices_a_call_as_a_checkout_does(upstream, tmp_path):
+    """`pip install dheera-ai` (a wheel, no checkout beside it) ships the price table: the same
+    call costs the same there as here, not 0."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "*.sqlite3*", "dheera_ai-spool",
+        "tests"))
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip[:3] + ["wheel"] + pip[3:] + ["--no-deps", "--no-build-isolation", "--no-index",
+                                                    "-w", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=180)
+    (wheel,) = (tmp_path / "dist").glob("dheera_ai-*.whl")
+    target = tmp_path / "site"
+    subprocess.run(pip[:3] + ["install"] + pip[3:] + ["--no-deps", "--no-index", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=120)
+    shutil.rmtree(source)
+
+    script = textwrap.dedent(f"""
+        import json, sys
+        import dheera_ai
+        from dheera_ai.cost import DEFAULT_PRICES
+        r = dheera_ai.completion(model="openai/gpt-4o-mini", messages={HI!r}, api_base="{upstream.url}/v1",
+                                 api_key="sk-upstream-secret")
+        print(json.dumps({{"cost": dheera_ai.completion_cost(completion_response=r), "module": dheera_ai.__file__,
+                          "prices": DEFAULT_PRICES, "path": sys.path}}))
+    """)
+    # -S: the dependencies come from this venv's site-packages as a plain path, without its .pth
+    # files, so the editable install's finder (which maps `dheera_ai` to the checkout) never runs.
+    result = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env={"PYTHONPATH": os.pathsep.join([str(target), *site.getsitepackages()]),
+                                               "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    installed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(installed["module"]).parent == target / "dheera_ai"
+    assert Path(installed["prices"]) == target / "dheera_ai" / "model_prices.yaml"
+    # Nothing else on the path holds a `dheera_ai` package (the checkout least of all).
+    assert [p for p in installed["path"] if (Path(p or tmp_path) / "dheera_ai").exists()] == [str(target)]
+
+    here = direct(upstream).response_cost
+    assert here > 0 and installed["cost"] == here
 
 
 def test_a_streams_usage_and_cost_once_it_has_ended(upstream):
