@@ -22,6 +22,7 @@ import orjson
 log = logging.getLogger("dheera_ai.spool")
 
 SUFFIX = ".jsonl"
+CREATING = ".creating"  # a file's name until its owner holds its lock
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
@@ -52,10 +53,13 @@ class Spool:
         """This process's file, opened (and locked) on first use — after any fork."""
         if self._fd is None or self._pid != os.getpid():
             os.makedirs(self.directory, exist_ok=True)
-            name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
-            path = os.path.join(self.directory, name)
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+            path = os.path.join(self.directory, f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}")
+            # Created under another name and renamed once locked: a drainer (another process, or
+            # this one's writer thread) must never find the file unlocked and take it for a dead
+            # process's, drain it and remove it (the row written next would be lost).
+            fd = os.open(path + CREATING, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(path + CREATING, path)
             self._fd, self._path, self._pid = fd, path, os.getpid()
         return self._fd
 
