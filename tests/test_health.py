@@ -1,11 +1,9 @@
 """`GET /health` (each deployment checked) and what `/health/readiness` reports."""
 
 import json
-import os
 
 import pytest
 
-from proxy_app.spool import Spool
 from tests.conftest import MASTER_KEY
 
 
@@ -81,14 +79,15 @@ def test_a_virtual_key_is_not_enough_for_health(client, auth):
     assert MASTER_KEY not in client.get("/health", headers={"Authorization": f"Bearer {key}"}).get_data(as_text=True)
 
 
-def test_readiness_reports_cooldowns_and_the_spool_depth(make_app, base_config, tmp_path):
+def test_readiness_reports_cooldowns_and_the_spool_depth(make_app, base_config, tmp_path, auth):
+    base_config["general_settings"]["spend_flush_seconds"] = 3600  # rows stay in the spool
     config_file = tmp_path / "config.yaml"
     config_file.write_text(json.dumps(base_config))  # YAML is a superset of JSON
     client = make_app(str(config_file)).test_client()
     body = client.get("/health/readiness").json
     assert body["cooldowns"]["backend"] == "sqlite"
     assert body["spool"]["pending_bytes"] == 0
-    spool = Spool(os.path.join(tmp_path, "spool"))
-    spool.append({"id": "row-1", "spend": 0.01})
+    assert client.post("/v1/chat/completions", headers=auth,
+                       json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
     assert client.get("/health/readiness").json["spool"]["pending_bytes"] > 0
     assert str(tmp_path) not in json.dumps(body)

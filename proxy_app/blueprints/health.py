@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,6 @@ from dheera_ai.errors import BadRequestError, DheeraAIError
 from dheera_ai.redact import redact
 from dheera_ai.types import Call
 from proxy_app import admin, calls
-from proxy_app.spool import Spool
 
 bp = Blueprint("health", __name__)
 
@@ -50,7 +48,7 @@ def readiness():
         **state,
         "cooldowns": engine.router.cooldowns.describe(),
         # Spend rows written locally and not yet in the store (the store was down, or is behind).
-        "spool": {"pending_bytes": Spool(os.path.join(engine.config.state_dir, "spool")).pending_bytes()},
+        "spool": {"pending_bytes": state["spend"]["spool_pending_bytes"]},
         "models": len(engine.router.model_names()),
     }
 
