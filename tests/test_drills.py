@@ -1,7 +1,7 @@
-"""Fault drills: Redis cut or slow, upstreams down, slow or dropping streams, a worker killed.
+"""Fault drills: Redis cut or slow, upstreams down, slow or dropping streams, a worker killed, PostgreSQL cut.
 
 Each drill is bounded in traffic and time and stays on loopback. Each prints what it measured
-(`pytest -s tests/test_drills.py`): requests sent and failed, the slowest call, recovery time.
+(`pytest -s tests/test_drills.py`): requests sent and failed, the slowest call, recovery time, spend rows.
 The bounds asserted are generous correctness bounds (a hang would blow them), not benchmarks.
 """
 
