@@ -1,7 +1,8 @@
 """A durable local spool for rows that must reach the store exactly once (spend logs).
 
-Each process appends JSON lines to its own file under `<state_dir>/spool/` and holds an
-exclusive `flock` on it for as long as it lives. A row is written to the file (one `write`
+Each process appends JSON lines to its own file in the spool directory (spend logging's is
+`dheera_ai-spool/` in the instance's local files directory) and holds an exclusive `flock` on it
+for as long as it lives; the file gets its `.jsonl` name only once locked. A row is written to the file (one `write`
 syscall, so it is in the kernel and survives the process being killed) before the call's
 response is finished; a batch writer later hands rows to a sink and remembers how far it got in
 a sidecar `.offset` file. A file whose lock can be taken belongs to a dead process: any live
