@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 
 import orjson
 
 from dheera_ai.errors import AuthenticationError, DheeraAIError, InternalServerError, Timeout
+from dheera_ai.redact import redact
 from dheera_ai.router import policy
 from dheera_ai.router.client_side import client_routing
 from dheera_ai.types import Call, Credentials, Deployment, Outcome, Principal, Reply
@@ -220,8 +222,11 @@ class Pipeline:
         for impl in reversed(caller.get_hookimpls()):
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except Exception:  # noqa: BLE001 - the contract is that recording never fails a call
-                log.exception("plugin %s raised in %s; ignored", impl.plugin_name, name)
+            except Exception as exc:  # noqa: BLE001 - the contract is that recording never fails a call
+                # The error and its traceback are in the message itself, redacted, so every
+                # handler shows them (the host's too, when it configured logging) with no secret.
+                log.error("plugin %s raised in %s; ignored: %s\n%s", impl.plugin_name, name,
+                          redact(f"{type(exc).__name__}: {exc}"), redact(traceback.format_exc()).rstrip())
 
 
 def _primed(stream):

@@ -63,6 +63,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state.try_ensure_schema()
     engine.plugin_manager.register(state.auth, name="virtual-keys")
     engine.plugin_manager.register(state.spend, name="spend")
+    state.spend.on_row_dropped = gateway_metrics.spend_row_dropped
     state.spend.start()
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own

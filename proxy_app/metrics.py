@@ -47,6 +47,10 @@ class Metrics:
                                registry=r, multiprocess_mode="livesum")
         self.streams_cut = Counter("dheera_ai_streams_cut", "Streams the client left before the end",
                                    ["model_group"], registry=r)
+        self.spend = Counter("dheera_ai_spend_usd", "What calls cost in USD, as spend logging priced them",
+                             ["model_group"], registry=r)
+        self.spend_rows_dropped = Counter("dheera_ai_spend_rows_dropped", "Spend rows lost because the spool "
+                                          "was full (the store unreachable for too long)", ["model_group"], registry=r)
 
     @hookimpl(wrapper=True)
     def dheera_ai_pre_call(self, call):
@@ -55,11 +59,13 @@ class Metrics:
         self.in_flight.inc()
         return (yield)
 
-    @hookimpl
+    # The post-call hooks run after spend logging's (trylast), so the call's cost is known.
+    @hookimpl(trylast=True)
     def dheera_ai_post_call_success(self, call, outcome):
         group, deployment = _labels(call)
         self.in_flight.dec()
         self.requests.labels(group, deployment, str(outcome.status)).inc()
+        self._spent(group, call)
         self.latency.labels(group).observe(outcome.latency_seconds)
         if not call.stream:
             self.overhead.labels(group).observe(max(outcome.latency_seconds - call.upstream_seconds, 0.0))
@@ -69,13 +75,22 @@ class Metrics:
         if outcome.stream_cut:
             self.streams_cut.labels(group).inc()
 
-    @hookimpl
+    @hookimpl(trylast=True)
     def dheera_ai_post_call_failure(self, call, outcome):
         group, deployment = _labels(call)
         self.in_flight.dec()
         self.requests.labels(group, deployment, str(outcome.status)).inc()
         self.errors.labels(group, type(outcome.error).__name__).inc()
         self.latency.labels(group).observe(outcome.latency_seconds)
+        self._spent(group, call)  # a stream that failed part-way is billed for what it delivered
+
+    def _spent(self, group: str, call) -> None:
+        if call.cost:  # None when unpriced (or spend logging is not loaded)
+            self.spend.labels(group).inc(call.cost)
+
+    def spend_row_dropped(self, call) -> None:
+        """Spend logging's report of a row the full spool refused."""
+        self.spend_rows_dropped.labels(_labels(call)[0]).inc()
 
     def exposition(self, engine, spool) -> bytes:
         if multiprocess():
@@ -97,7 +112,7 @@ class SharedStateCollector:
 
     def __init__(self, engine, spool):
         self.engine = engine
-        self.spool = spool  # the spend tracker's: its directory holds every worker's file
+        self.spool = spool
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
@@ -129,6 +144,6 @@ def metrics():
         principal = calls.authenticate()
         if principal.kind not in ("master", "anonymous"):
             raise PermissionDeniedError("/metrics needs the master key.", code="admin_only")
-    body = current_app.extensions["dheera_ai.metrics"].exposition(
-        engine, current_app.extensions["dheera_ai_state"].spend.spool)
+    spool = current_app.extensions["dheera_ai_state"].spend.spool  # where spend logging writes it
+    body = current_app.extensions["dheera_ai.metrics"].exposition(engine, spool)
     return Response(body, content_type=CONTENT_TYPE_LATEST)

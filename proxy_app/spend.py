@@ -59,6 +59,7 @@ class SpendTracker:
         self._writer_pid = None
         self._stop = threading.Event()
         self._last_store_warning = 0.0
+        self.on_row_dropped = lambda call: None  # the metrics count them (create_app connects it)
 
     # -- before the call -------------------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class SpendTracker:
             self.spool.append(row)
         except SpoolFullError as exc:
             log.error("spend row of call %s lost: %s", call.call_id, exc)
+            self.on_row_dropped(call)
             self._release_budget(held.hold_id)
             return
         self._ensure_writer()

@@ -2,7 +2,8 @@
 
 Each process appends JSON lines to its own file in the spool directory (the spend tracker's is
 `dheera_ai-spool/` among the instance's local files, see `proxy_app.state.local_files_dir`) and
-holds an exclusive `flock` on it for as long as it lives. A row is written to the file (one `write`
+holds an exclusive `flock` on it for as long as it lives; the file gets its `.jsonl` name only
+once locked. A row is written to the file (one `write`
 syscall, so it is in the kernel and survives the process being killed) before the call's
 response is finished; a batch writer later hands rows to a sink and remembers how far it got in
 a sidecar `.offset` file. A file whose lock can be taken belongs to a dead process: any live
@@ -23,6 +24,7 @@ import orjson
 log = logging.getLogger("dheera_ai.spool")
 
 SUFFIX = ".jsonl"
+CREATING = ".creating"  # a file's name until its owner holds its lock
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 # A drained file is started over once it is this big: each start-over costs an fsync'd offset
 # write that stalls a gevent worker, so not at every drain (every half second under load).
@@ -57,10 +59,13 @@ class Spool:
         """This process's file, opened (and locked) on first use — after any fork."""
         if self._fd is None or self._pid != os.getpid():
             os.makedirs(self.directory, exist_ok=True)
-            name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
-            path = os.path.join(self.directory, name)
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+            path = os.path.join(self.directory, f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}")
+            # Created under another name and renamed once locked: a drainer (another process, or
+            # this one's writer thread) must never find the file unlocked and take it for a dead
+            # process's, drain it and remove it (the row written next would be lost).
+            fd = os.open(path + CREATING, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(path + CREATING, path)
             self._fd, self._path, self._pid = fd, path, os.getpid()
         return self._fd
 

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 import requests
 import yaml
 
@@ -54,7 +55,8 @@ def test_metrics_need_the_master_key_unless_configured_public(client, make_app, 
 
 def test_every_worker_is_counted(tmp_path):
     config = tmp_path / "config.yaml"
-    demo = {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}
+    demo = {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"},
+            "model_info": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}
     config.write_text(yaml.safe_dump({"model_list": [demo], "general_settings": {"master_key": MASTER_KEY}}))
     samples = tmp_path / "prometheus"
     gateway = GatewayProcess("--config", str(config), "--workers", "2", "--host", "127.0.0.1",
@@ -62,16 +64,18 @@ def test_every_worker_is_counted(tmp_path):
     headers = {"Authorization": f"Bearer {MASTER_KEY}", "Connection": "close"}
     try:
         gateway.wait_ready()
-        sent = 0
+        sent, spent = 0, 0.0
         # Fresh connections until both workers have answered some calls (bounded).
         while sent < 400 and len({p.name.split("_")[-1] for p in samples.glob("counter_*.db")}) < 2:
             response = requests.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=10,
                                      json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
             assert response.status_code == 200
             sent += 1
+            spent += float(response.headers["x-dheera-ai-response-cost"])
         assert len(list(samples.glob("counter_*.db"))) == 2, "the calls never reached the second worker"
         text = requests.get(gateway.url + "/metrics", headers=headers, timeout=10).text
         assert sample(text, "dheera_ai_requests_total", model_group="demo", status="200") == sent
+        assert sample(text, "dheera_ai_spend_usd_total", model_group="demo") == pytest.approx(spent)
     finally:
         gateway.close()
 
@@ -96,4 +100,33 @@ def test_cooldowns_and_spool_depth_are_read_when_scraped(make_app, upstream, tmp
         chat(client, auth, model="pair")
     text = client.get("/metrics", headers=auth).get_data(as_text=True)
     assert sample(text, "dheera_ai_deployments_cooling_down", model_group="pair") == 1
-    assert sample(text, "dheera_ai_spool_pending_bytes") > 0
+    assert sample(text, "dheera_ai_spool_pending_bytes") > 0  # the calls' spend rows
+
+
+def priced_app(make_app, base_config, **general):
+    from tests.test_spend import PRICES
+
+    base_config["model_list"][0]["model_info"] = dict(PRICES)
+    base_config["general_settings"].update(general)
+    return make_app(base_config)
+
+
+def test_spend_is_counted_by_model_group_as_it_was_priced(make_app, base_config, auth):
+    from tests.test_spend import PLAIN_COST
+
+    client = priced_app(make_app, base_config).test_client()
+    costs = [float(chat(client, auth, model="gpt-4o-mini").headers["x-dheera-ai-response-cost"]) for _ in range(3)]
+    assert chat(client, auth).status_code == 200  # the mock model has no price: no spend
+    text = client.get("/metrics", headers=auth).get_data(as_text=True)
+    assert sample(text, "dheera_ai_spend_usd_total", model_group="gpt-4o-mini") == pytest.approx(sum(costs))
+    assert sum(costs) == pytest.approx(3 * PLAIN_COST)
+    assert sample(text, "dheera_ai_spend_usd_total", model_group="demo") == 0
+    assert sample(text, "dheera_ai_spend_rows_dropped_total") == 0
+
+
+def test_spend_rows_the_full_spool_dropped_are_counted(make_app, base_config, auth):
+    client = priced_app(make_app, base_config, spend_spool_max_mb=0.0001).test_client()  # ~100 bytes: no row fits
+    assert all(chat(client, auth, model="gpt-4o-mini").status_code == 200 for _ in range(2))
+    text = client.get("/metrics", headers=auth).get_data(as_text=True)
+    assert sample(text, "dheera_ai_spend_rows_dropped_total", model_group="gpt-4o-mini") == 2
+    assert sample(text, "dheera_ai_spend_usd_total", model_group="gpt-4o-mini") > 0  # priced all the same

@@ -66,19 +66,24 @@ def test_a_plugin_the_config_names_but_cannot_be_imported_stops_start_up():
 
 
 def test_a_failing_post_call_plugin_neither_fails_the_call_nor_silences_the_others(make_app, base_config, auth,
-                                                                                      call_log):
+                                                                                      call_log, caplog):
     from dheera_ai import hookimpl
 
     class Broken:
         @hookimpl(tryfirst=True)
         def dheera_ai_post_call_success(self, call, outcome):
-            raise RuntimeError("logging backend down")
+            raise RuntimeError("logging backend down, key sk-live-0123456789abcdef")
 
     client = make_app(base_config, [Broken()]).test_client()
     response = client.post("/v1/chat/completions", headers=auth,
                            json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200
     assert call_log()[-1]["status"] == 200
+    # Diagnosable from the message alone (whatever formats it), and redacted.
+    [message] = [r.getMessage() for r in caplog.records if "raised in dheera_ai_post_call_success" in r.getMessage()]
+    assert "RuntimeError: logging backend down" in message
+    assert "Traceback" in message and "in dheera_ai_post_call_success" in message
+    assert "0123456789abcdef" not in message and "sk-live****" in message
 
 
 def test_a_third_party_distribution_is_live_once_installed(tmp_path):

@@ -11,10 +11,12 @@ import yaml
 
 from tests.conftest import MASTER_KEY
 from tests.support.calls import post_many, wait_for
+from tests.support.fake_upstream import chat_chunks
 from tests.support.process import GatewayProcess
+from tests.support.servers import hang_up_mid_stream
 from tests.support.services import PostgresSchema
 from tests.support.tcp_proxy import TCPProxy
-from tests.test_spend import PLAIN_COST, PRICES
+from tests.test_spend import PLAIN_COST, PRICES, _eventually
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -114,6 +116,35 @@ def test_a_killed_worker_loses_no_rows(tmp_path, upstream):
         assert [w for w in children(gateway.process.pid) if w != worker]
     finally:
         gateway.close()
+
+
+def test_a_client_hanging_up_under_gunicorn_closes_the_upstream_and_is_billed_for_what_it_got(tmp_path, upstream):
+    words = [f" word{i:03d}" for i in range(300)]  # 8 characters each: 2 tokens a word
+    upstream.stream(chat_chunks(words=words), event_delay=0.01)  # its usage would come at the end
+    gateway = GatewayProcess("--config", str(write_config(tmp_path, upstream, spend_flush_seconds=0.05)),
+                             "--workers", "1", "--host", "127.0.0.1")
+
+    def rows():
+        with sqlite3.connect(tmp_path / "dheera_ai.sqlite3") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM spend_logs")]
+
+    try:
+        gateway.wait_ready()
+        received = hang_up_mid_stream(gateway.url, MASTER_KEY, {"model": "gpt-4o-mini", "stream": True,
+                                                                "messages": [{"role": "user", "content": "count"}]},
+                                      enough=lambda received: received.count(b"word") >= 20)
+        closed = wait_for(lambda: upstream.closed_streams, 1)
+        [row] = _eventually(rows, timeout=15)
+    finally:
+        gateway.close()
+    assert closed == 1, "the upstream connection was closed when the client left"
+    assert (row["status"], row["stream"], row["stream_cut"], row["usage_estimated"]) == (200, 1, 1, 1)
+    # At least what the client read, never the whole answer it left.
+    assert 2 * received.count(b"word") <= row["completion_tokens"] < 2 * len(words)
+    assert abs(row["cost"] - (row["prompt_tokens"] * 1e-6 + row["completion_tokens"] * 2e-6)) < 1e-12
+    print(f"hung up after {received.count(b'word')} words: billed {row['completion_tokens']} completion tokens "
+          f"(estimated), ${row['cost']:.6f}")
 
 
 def test_two_workers_count_rpm_and_budget_exactly(tmp_path, upstream):

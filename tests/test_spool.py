@@ -128,3 +128,24 @@ def test_the_spool_of_a_live_process_is_left_to_it(tmp_path):
     while not sink.rows and time.time() < deadline:
         Spool(str(tmp_path)).drain(sink)
     assert sorted(sink.rows) == list(range(5))
+
+
+def test_a_file_being_created_is_never_taken_for_a_dead_process(tmp_path, monkeypatch):
+    """A drain running between a process creating its file and locking it (the writer thread,
+    or another worker) used to drain and remove the file: the first row then raised (the lock
+    was taken) or went to a removed file."""
+    from proxy_app import spool as module
+
+    writer, other = Spool(str(tmp_path)), Spool(str(tmp_path))
+    sink = DedupSink()
+    lock = module.fcntl.flock
+
+    def drained_before_locking(fd, operation):
+        monkeypatch.setattr(module.fcntl, "flock", lock)
+        assert other.drain(sink) == 0  # the worst moment for another process to look
+        return lock(fd, operation)
+
+    monkeypatch.setattr(module.fcntl, "flock", drained_before_locking)
+    writer.append({"id": "first"})
+    assert other.drain(sink) == 0, "the file belongs to a live writer"
+    assert writer.drain(sink) == 1 and list(sink.rows) == ["first"]
