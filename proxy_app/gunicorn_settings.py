@@ -9,7 +9,7 @@ import os
 
 bind = os.environ.get("DHEERA_AI_BIND", "127.0.0.1:4000")
 # gevent workers: one per core, each holding many connections (streams mostly wait on upstreams).
-worker_class = "gevent"
+worker_class = "proxy_app.worker.GeventWorker"
 workers = int(os.environ.get("DHEERA_AI_WORKERS") or os.cpu_count() or 1)
 worker_connections = 1000
 # Monkey-patching must happen in each worker before the app exists: never preload.

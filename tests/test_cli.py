@@ -86,6 +86,18 @@ def test_a_client_hanging_up_under_gunicorn_closes_the_upstream(gateway, upstrea
     assert '"stream_cut":true' in gateway.output()
 
 
+def test_gevent_lives_in_the_workers_not_the_master(gateway):
+    """The master only forks and watches: gevent (imported by gunicorn's own gevent worker class)
+    would be memory it carries for nothing, and counted again in each worker."""
+    def mapped(pid):
+        with open(f"/proc/{pid}/maps") as f:
+            return f.read()
+
+    [worker] = gateway.workers()
+    assert "gevent" not in mapped(gateway.process.pid)
+    assert "gevent" in mapped(worker)  # and it serves (the tests above), patched by gevent
+
+
 def test_sigterm_stops_the_gateway_cleanly(config_file):
     process = GatewayProcess("--config", str(config_file), "--workers", "1")
     try:

@@ -323,11 +323,6 @@ def check_rows(load: Load, counted: dict[str, int]) -> dict:
 
 # -- A worker killed -----------------------------------------------------------------------------
 
-def _workers(master_pid: int) -> set[int]:
-    with open(f"/proc/{master_pid}/task/{master_pid}/children") as f:
-        return {int(pid) for pid in f.read().split()}
-
-
 def test_a_worker_killed_under_load_the_other_serves_gunicorn_replaces_it_and_no_spend_row_is_lost(tmp_path):
     # The SQLite store beside the config; rows reach it every 0.5 s, so the killed worker leaves
     # some in its spool file for the others to replay.
@@ -337,9 +332,9 @@ def test_a_worker_killed_under_load_the_other_serves_gunicorn_replaces_it_and_no
     try:
         process.wait_ready()
         deadline = time.time() + 30
-        while len(_workers(process.process.pid)) < 2 and time.time() < deadline:
+        while len(process.workers()) < 2 and time.time() < deadline:
             time.sleep(0.05)
-        before = _workers(process.process.pid)
+        before = process.workers()
         load = Load(process.url, MASTER_KEY, threads=4, failing_every=10)
         time.sleep(1.0)
         victim = min(before)
@@ -348,7 +343,7 @@ def test_a_worker_killed_under_load_the_other_serves_gunicorn_replaces_it_and_no
         killed_at = time.perf_counter()
         replaced = None
         while time.perf_counter() - killed_at < 30:
-            now = _workers(process.process.pid)
+            now = process.workers()
             if victim not in now and len(now) == 2:
                 replaced = time.perf_counter() - killed_at
                 break

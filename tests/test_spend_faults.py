@@ -85,19 +85,6 @@ def write_config(tmp_path, upstream, **general):
     return path
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
 def test_a_killed_worker_loses_no_rows(tmp_path, upstream):
     # The writer never runs on its own here: only the worker that replaces the killed one drains.
     gateway = GatewayProcess("--config", str(write_config(tmp_path, upstream, spend_flush_seconds=3600)),
@@ -105,7 +92,7 @@ def test_a_killed_worker_loses_no_rows(tmp_path, upstream):
     try:
         gateway.wait_ready()
         ids = {chat(gateway.url).headers["x-dheera-ai-call-id"] for _ in range(5)}
-        [worker] = children(gateway.process.pid)
+        [worker] = gateway.workers()
         os.kill(worker, signal.SIGKILL)
 
         def stored():
@@ -113,7 +100,7 @@ def test_a_killed_worker_loses_no_rows(tmp_path, upstream):
                 return {r[0] for r in db.execute("SELECT request_id FROM spend_logs")}
 
         assert wait_for(stored, ids) == ids
-        assert [w for w in children(gateway.process.pid) if w != worker]
+        assert gateway.workers() - {worker}
     finally:
         gateway.close()
 

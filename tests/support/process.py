@@ -42,6 +42,14 @@ class GatewayProcess:
         self.stop()  # a caller whose fixture never reaches its teardown must not leave gunicorn running
         raise TimeoutError(f"dheera_ai did not answer within {timeout}s:\n{self.output()}")
 
+    def workers(self) -> set[int]:
+        """The pids of gunicorn's workers (the command execs gunicorn, so its pid is the master's)."""
+        try:
+            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as f:
+                return {int(pid) for pid in f.read().split()}
+        except FileNotFoundError:
+            return set()
+
     def output(self) -> str:
         self.log.flush()
         with open(self.log.name, encoding="utf-8", errors="replace") as f:
