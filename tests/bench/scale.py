@@ -287,16 +287,20 @@ def wrk(url: str, lua: str, seconds: float, connections: int = 8, env=None) -> d
             "errors": (int(errors.group(1)) if errors else 0), "socket_errors": sockets.group(1) if sockets else ""}
 
 
-def warm_up(gateway: Gateway, lua: str, key: str) -> None:
-    wrk(gateway.url, lua, 2, env={"BENCH_KEY": key})
+def warm_up(gateway: Gateway, lua: str, key: str, seconds: float) -> None:
+    """Imports, caches and upstream connections made before measuring (steady state, not start-up)."""
+    wrk(gateway.url, lua, seconds, env={"BENCH_KEY": key})
 
 
 def measure(gateway: Gateway, lua: str, seconds: float, env: dict) -> dict:
     """wrk's numbers, plus the gateway's own CPU time per request: what a call costs the worker,
     which other load on the machine changes far less than it changes req/s."""
-    before = gateway.cpu_seconds()
+    pids, before = gateway.pids(), gateway.cpu_seconds()
     row = wrk(gateway.url, lua, seconds, env=env)
     used = gateway.cpu_seconds() - before
+    if gateway.proc.poll() is not None or gateway.pids() != pids:
+        raise RuntimeError(f"the gateway's processes changed during a run ({pids} -> {gateway.pids()}); "
+                           f"its log: {gateway.log}")
     row["cpu_us"] = used / row["requests"] * 1e6 if row["requests"] else 0.0
     return row
 
@@ -341,7 +345,7 @@ def check_deployments(work: str, args, results: list) -> None:
             gateway = Gateway(write_config(os.path.join(work, f"deployments-{i}"), deployments)).__enter__()
             gateways.append(gateway)
             key = gateway.generate_key()
-            warm_up(gateway, one_key, key)
+            warm_up(gateway, one_key, key, args.warm_up)
             scenarios.append((shape, gateway, one_key, {"BENCH_KEY": key}))
         print(f"  {len(scenarios)} gateways up; order: " + " | ".join(shapes), flush=True)
         take_turns("deployments", scenarios, args, results)
@@ -434,7 +438,7 @@ def check_keys(work: str, args, results: list) -> None:
         for name, directory, lua in plan:
             gateway = Gateway(os.path.join(directory, "config.yaml")).__enter__()
             gateways.append(gateway)
-            warm_up(gateway, one_key, MASTER)
+            warm_up(gateway, one_key, MASTER, args.warm_up)
             scenarios.append((name, gateway, lua, {"BENCH_KEY": KEY_FORMAT.format(0), "BENCH_ROTATION": str(ROTATION)}))
         print(f"  {len(scenarios)} gateways up; order: " + " | ".join(name for name, *_ in plan), flush=True)
         take_turns("keys", scenarios, args, results)
@@ -644,6 +648,7 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs, stores)")
     parser.add_argument("--report", metavar="JSON", help="print the tables of a --json file; measure nothing")
+    parser.add_argument("--warm-up", type=float, default=10, help="seconds of load on each gateway before measuring")
     args = parser.parse_args(argv)
     if args.report:
         with open(args.report) as f:
