@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -48,15 +49,18 @@ CHAT_BODY = ('{"model":"%s","messages":[{"role":"user","content":"Say hello in o
 STREAM_INTERVAL = 5.0  # seconds between the slow upstream's chunks
 
 _started: list[subprocess.Popen] = []  # every process this run started, stopped on the way out
+# The open-files limit this was started with: the gateways get it (as a user's would); the load
+# generators and upstreams get the hard limit.
+_OPEN_FILES = resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 # -- processes ------------------------------------------------------------------------------------
 
-def start(command, *, cwd=None, log=None, env=None, stdout=None) -> subprocess.Popen:
+def start(command, *, cwd=None, log=None, env=None, stdout=None, preexec_fn=None) -> subprocess.Popen:
     """A process in its own session, so stopping it also stops whatever it started."""
     out = stdout if stdout is not None else (open(log, "ab") if log else subprocess.DEVNULL)
     proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT if log else None,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=preexec_fn)
     _started.append(proc)
     return proc
 
@@ -172,8 +176,9 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = os.path.join(os.path.dirname(config), "gateway.log")
         self.proc = start(pinned(0, os.path.join(VENV_BIN, "dheera_ai"), "--config", config,
-                                 "--port", str(self.port), "--workers", "1"),
-                          cwd=os.path.dirname(config), log=self.log)
+                                 "--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"),
+                          cwd=os.path.dirname(config), log=self.log,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, _OPEN_FILES))
 
     def __enter__(self):
         deadline = time.monotonic() + 120
@@ -230,6 +235,15 @@ class Gateway:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
         return total / os.sysconf("SC_CLK_TCK")
+
+
+def open_files_limit(pid: int) -> str:
+    """A process's soft limit of open files."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            return next(line.split()[3] for line in f if line.startswith("Max open files"))
+    except (OSError, StopIteration):
+        return "?"
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -557,12 +571,14 @@ def check_streams(work: str, args, results: list) -> None:
                     peak = max(peak, sum(status_kb(pid, "VmRSS") for pid in pids))
                     time.sleep(0.25)
                 worker_hwm = max(status_kb(pid, "VmHWM") for pid in pids[1:]) if pids[1:] else 0
+                open_files = open_files_limit(pids[-1])
                 out = clients.communicate(timeout=30)[0].decode() if clients.poll() is not None else "{}"
                 stop(clients)
                 summary = json.loads(out.strip().splitlines()[-1] if out.strip() else "{}")
             outcomes = summary.get("outcomes", {})
             row = {"check": "streams", "scenario": f"{args.streams:,} streams of {args.hold:g} s, one worker",
-                   "round": round_ + 1, "idle_rss_kb": idle, "peak_rss_kb": peak, "worker_hwm_kb": worker_hwm,
+                   "round": round_ + 1, "open_files": open_files, "idle_rss_kb": idle, "peak_rss_kb": peak,
+                   "worker_hwm_kb": worker_hwm,
                    "done": outcomes.get("done", 0), "outcomes": outcomes, "seconds": summary.get("seconds")}
             results.append(row)
             print(f"  round {round_ + 1}: peak RSS {peak / 1024:.0f} MB (idle {idle / 1024:.0f} MB), "
@@ -609,12 +625,13 @@ def report(results: list, seconds: float) -> None:
             print(f"| {r['keys']:,} | {r['store_mb']} | {r['build_s']} | {r['lookup_us']} |")
     streams = [r for r in results if r["check"] == "streams"]
     if streams:
-        print("\n| streams | round | idle RSS MB | peak RSS MB (master + worker) | worker VmHWM MB "
-              "| ended with [DONE] | other outcomes | seconds |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| streams | round | worker's open files limit | idle RSS MB | peak RSS MB (master + worker) "
+              "| worker VmHWM MB | ended with [DONE] | other outcomes | seconds |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in streams:
             others = {k: v for k, v in r["outcomes"].items() if k != "done"} or "none"
-            print(f"| {r['scenario']} | {r['round']} | {r['idle_rss_kb'] / 1024:.0f} | {r['peak_rss_kb'] / 1024:.0f} | "
+            print(f"| {r['scenario']} | {r['round']} | {r.get('open_files', '?')} | {r['idle_rss_kb'] / 1024:.0f} | "
+                  f"{r['peak_rss_kb'] / 1024:.0f} | "
                   f"{r['worker_hwm_kb'] / 1024:.0f} | {r['done']} | {others} | {r['seconds']} |")
 
 
@@ -654,10 +671,8 @@ def main(argv=None) -> None:
         with open(args.report) as f:
             return report(json.load(f), args.seconds)
     need_tools()
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))  # inherited by all we start
+    soft, hard = _OPEN_FILES
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))  # for wrk, the clients
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
     work = tempfile.mkdtemp(prefix="dheera-scale-")
