@@ -178,6 +178,8 @@ class Gateway:
         self.proc = start(pinned(0, os.path.join(VENV_BIN, "dheera_ai"), "--config", config,
                                  "--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"),
                           cwd=os.path.dirname(config), log=self.log,
+                          # No recycling of the worker every 20,000 requests: a restart in a burst is noise.
+                          env={"GUNICORN_CMD_ARGS": "--max-requests 0"},
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, _OPEN_FILES))
 
     def __enter__(self):
