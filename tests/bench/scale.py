@@ -1,23 +1,28 @@
 """Issue 10's scaling checks: does a call cost the same as the config, the key store and the
 number of open streams grow? A measurement, not a test (`make bench-scale`):
 
-    .venv/bin/python -m tests.bench.scale [--seconds 10] [--rounds 2] [--only deployments,keys,streams]
+    .venv/bin/python -m tests.bench.scale [--only deployments,keys,streams] [--rounds 8] [--seconds 2]
 
-Each system under test is the real `dheera_ai` command, one gevent worker, pinned to core 0;
+Each gateway is the real `dheera_ai` command, one gevent worker, on loopback, pinned to core 0;
 the load (wrk, the stream clients) and the upstreams run on core 1, as ../shared/bench/run.sh
-does. Every measurement starts a fresh gateway; rounds alternate the scenarios, so compare the
-ratios of one run, not absolute numbers across runs.
+does. The gateways of a check are started together, warmed up (`--warm-up` s), then loaded one
+at a time in bursts of `--seconds`, taking turns `--rounds` times, so a drift in the machine's
+other load falls on every scenario alike. Besides req/s, each burst gives the gateway's CPU time
+per request (master + worker, from /proc), which the rest of the machine disturbs far less.
+Compare the ratios of one run, not absolute numbers across runs.
 
-1. deployments: chat at 8 connections with a virtual key from /key/generate (full pipeline),
+1. deployments: chat at 8 connections with a virtual key from /key/generate (full pipeline), a
    config of 1 deployment vs 1,000 deployments in the called group (one upstream host, or 1,000
    upstream hosts 127.1.x.y) vs 1,000 model groups. nginx answers with ../shared/bench/chat.json.
 2. keys: the same chat with 10 vs 1,000,000 keys in the SQLite store (inserted in one
    transaction with the store's own schema, encoding and hash), one key (the cache answers);
-   then a rotation over 10,000 keys, each used once per run (every call a cache miss, so the
-   store answers), with 10,000 vs 1,000,000 keys in the store.
+   then a rotation over 20,000 keys, each used once (every call a cache miss: the store
+   answers), with 20,000 vs 1,000,000 keys in the store. Also the file sizes and `lookup_key`
+   timed in this process.
 3. streams: 1,000 concurrent streaming clients through one worker to an upstream that holds
    each stream `--hold` seconds (a chunk every 5 s); peak RSS of gunicorn master + worker,
    sampled from /proc while they are held, and how many streams ended with `data: [DONE]`.
+   The gateway keeps the open-files limit this was started with (try `ulimit -Sn 1024`).
 """
 
 from __future__ import annotations
