@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 PORT ?= 4000
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-scale clean
 
 install: $(INSTALLED)
 
@@ -28,6 +28,11 @@ lint: install
 
 bench: install
 	bash ../shared/bench/run.sh $(if $(ANCHOR),--anchor $(ANCHOR)) .
+
+# Issue 10's scaling checks: 1 vs 1,000 deployments, 10 vs 1,000,000 keys, 1,000 slow streams.
+# SCALE_ARGS passes options, e.g. SCALE_ARGS='--only streams --rounds 1'.
+bench-scale: install
+	$(PY) -m tests.bench.scale $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dheera_ai import http
 from dheera_ai.config import Config, ConfigError, build_config
 from dheera_ai.pipeline import Pipeline
 from dheera_ai.plugin_manager import get_plugin_manager
@@ -18,6 +19,8 @@ class Engine:
         self.plugin_manager = plugin_manager
         self.providers = providers
         self.router = Router(config.deployments, config.router_settings, cooldown_store(config))
+        # Every upstream the config names keeps its connections, however many there are.
+        http.expect_hosts(len({d.params.get("api_base") for d in config.deployments}))
         self.pipeline = Pipeline(plugin_manager, config, self.router, providers)
 
     @classmethod

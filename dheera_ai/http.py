@@ -35,9 +35,22 @@ DEFAULT_TIMEOUT = 600.0
 _NO_PROXIES: dict = {}
 _URLS_KEPT = 4096  # prepared URLs remembered; a deployment calls a handful, response ids add more
 _prepared_urls: dict[str, str] = {}
+# Connection pools kept at once, one per upstream host: beyond it the least recently used pool is
+# closed, so calls spread over more hosts than this reconnect on most calls. `expect_hosts` raises
+# it to cover the config's hosts; this much is spare, for hosts that are not in it.
+SPARE_POOLS = 32
+_pools = SPARE_POOLS
 _session = None
 _session_pid = None
 _guarded: dict = {}  # allowed hosts -> session for client-supplied addresses, this process
+
+
+def expect_hosts(count: int) -> None:
+    """Keep a pool for each of `count` upstream hosts (the config's) besides the spare ones."""
+    global _pools, _session
+    if count + SPARE_POOLS > _pools:
+        _pools = count + SPARE_POOLS
+        _session = None  # made again, with room for them all, on next use
 
 
 def session() -> requests.Session:
@@ -45,7 +58,7 @@ def session() -> requests.Session:
     global _session, _session_pid
     if _session is None or _session_pid != os.getpid():
         s = _upstream_session()
-        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=1024, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=_pools, pool_maxsize=1024, max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = _pool_classes()
         s.mount("http://", adapter)
         s.mount("https://", adapter)

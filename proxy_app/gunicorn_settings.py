@@ -39,7 +39,9 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Give every worker one directory for Prometheus samples, so /metrics counts them all."""
+    """Give every worker one directory for Prometheus samples, so /metrics counts them all, and
+    enough open files for its connections."""
+    raise_open_files_limit(server.log)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -56,3 +58,21 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def raise_open_files_limit(log=None) -> None:
+    """A held call needs two descriptors (client and upstream), so `worker_connections` calls need
+    more than the common default soft limit of 1,024: lift it to the hard limit (workers inherit it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20  # Linux's default ceiling (nr_open)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if log is not None and soft != resource.RLIM_INFINITY and soft < 2 * worker_connections + 64:
+        log.warning("open files are limited to %d: %d calls held per worker need about %d (raise `ulimit -n`)",
+                    soft, worker_connections, 2 * worker_connections + 64)

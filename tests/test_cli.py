@@ -108,6 +108,23 @@ def test_sigterm_stops_the_gateway_cleanly(config_file):
         process.close()
 
 
+def test_the_gateway_lifts_a_low_open_files_limit_so_a_worker_can_hold_its_connections(config_file):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip("the hard limit here leaves nothing to lift")
+    process = GatewayProcess("--config", str(config_file), "--workers", "1",
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
+    try:
+        process.wait_ready()
+        with open(f"/proc/{process.process.pid}/limits") as f:
+            soft = next(int(line.split()[3]) for line in f if line.startswith("Max open files"))
+        assert soft > 2 * 1000  # a client and an upstream socket for each of worker_connections
+    finally:
+        process.close()
+
+
 def test_a_bad_config_stops_start_up_with_the_path_and_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"model_list": [

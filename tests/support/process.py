@@ -17,7 +17,7 @@ COMMAND = os.path.join(os.path.dirname(sys.executable), "dheera_ai")
 
 
 class GatewayProcess:
-    def __init__(self, *args, env=None, port=None, cwd=None):
+    def __init__(self, *args, env=None, port=None, cwd=None, preexec_fn=None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
@@ -25,7 +25,8 @@ class GatewayProcess:
         self.process = subprocess.Popen([COMMAND, *args, "--port", str(self.port)], stdout=self.log,
                                         stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                                         # A quick start keeps its state in the working directory.
-                                        cwd=cwd or tempfile.mkdtemp(prefix="dheera_ai-run-"))
+                                        cwd=cwd or tempfile.mkdtemp(prefix="dheera_ai-run-"),
+                                        preexec_fn=preexec_fn)
 
     def wait_ready(self, timeout=30.0) -> float:
         """Seconds from launch until the gateway answered its liveness probe."""
