@@ -51,6 +51,16 @@ def through_port(port: int, url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
+def test_the_cache_is_bounded_and_a_key_it_let_go_is_read_again(app, client):
+    auth = app.extensions["dheera_ai_state"].auth
+    auth.cache_keys = 2
+    keys = [generate(client, AUTH)["key"] for _ in range(3)]
+    assert [chat(client, key).status_code for key in keys] == [200, 200, 200]
+    assert len(auth.cache) == 2  # the first key went to make room for the third
+    assert chat(client, keys[0]).status_code == 200  # and is read from the store again
+    assert len(auth.cache) == 2
+
+
 def test_workers_of_one_instance_see_a_revocation_without_redis(make_app, base_config):
     # Two apps on one SQLite file are two gunicorn workers of one instance: separate caches.
     worker_a, worker_b = make_app(base_config).test_client(), make_app(base_config).test_client()
