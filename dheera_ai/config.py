@@ -24,7 +24,7 @@ log = logging.getLogger("dheera_ai.config")
 
 ENV_PREFIX = "os.environ/"
 KNOWN_SECTIONS = ("model_list", "router_settings", "dheera_ai_settings", "litellm_settings",
-                  "general_settings", "environment_variables", "plugins")
+                  "general_settings", "environment_variables", "plugins", "guardrails")
 # Bare model names (no `provider/`) that LiteLLM files use and whose provider is unambiguous.
 INFERRED_PROVIDERS = (
     (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "dall-e", "whisper-", "tts-",
@@ -254,6 +254,8 @@ class Config:
     dheera_ai_settings: dict = field(default_factory=dict)
     plugins: list = field(default_factory=list)
     source: str | None = None
+    # The names of the configured guardrails (the instances are the engine's).
+    guardrails: tuple = ()
 
     @property
     def master_key(self) -> str | None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dheera_ai import http
 from dheera_ai.config import Config, ConfigError, build_config
+from dheera_ai.guardrails import GuardrailKinds
+from dheera_ai.guardrails.config import build_guardrails
 from dheera_ai.pipeline import Pipeline
 from dheera_ai.plugin_manager import get_plugin_manager
 from dheera_ai.providers import ProviderRegistry
@@ -14,7 +18,8 @@ from dheera_ai.router.cooldowns import cooldown_store
 class Engine:
     """Everything one gateway (or one SDK client) needs to carry out calls."""
 
-    def __init__(self, config: Config, plugin_manager, providers: ProviderRegistry):
+    def __init__(self, config: Config, plugin_manager, providers: ProviderRegistry, guardrails=(),
+                 guardrail_kinds: GuardrailKinds | None = None):
         self.config = config
         self.plugin_manager = plugin_manager
         self.providers = providers
@@ -22,6 +27,11 @@ class Engine:
         # Every upstream the config names keeps its connections, however many there are.
         http.expect_hosts(len({d.params.get("api_base") for d in config.deployments}))
         self.pipeline = Pipeline(plugin_manager, config, self.router, providers)
+        if guardrails:  # registered only when configured: a gateway without guardrails runs none of their hooks
+            from dheera_ai.guardrails.plugin import GuardrailsPlugin
+
+            phases = GuardrailsPlugin(guardrails, guardrail_kinds, self.pipeline)
+            plugin_manager.register(phases, name="guardrail-phases")
 
     @classmethod
     def from_raw_config(cls, raw: dict, *, source: str | None = None, load_entrypoints: bool = True,
@@ -38,4 +48,10 @@ class Engine:
         providers = ProviderRegistry()
         pm.hook.dheera_ai_register_providers(register=providers.register)
         config = build_config(raw, providers.names(), source=source)
-        return cls(config, pm, providers)
+        kinds = GuardrailKinds()
+        pm.hook.dheera_ai_register_guardrails(register=kinds.register)
+        guardrails, problems = build_guardrails(raw.get("guardrails"), kinds)
+        if problems:
+            raise ConfigError(problems, source)
+        config = dataclasses.replace(config, guardrails=tuple(g.name for g in guardrails))
+        return cls(config, pm, providers, guardrails, kinds)

@@ -69,6 +69,21 @@ class BudgetExceededError(BadRequestError):
     error_type = "budget_exceeded"
 
 
+class GuardrailViolationError(BadRequestError):
+    """A guardrail refused the call: its name and what it found (entity types, never the text)."""
+
+    default_code = "guardrail_violated"
+
+    def __init__(self, message: str, *, guardrail: str | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.guardrail = guardrail
+
+    def to_dict(self) -> dict:
+        answer = super().to_dict()
+        answer["error"]["guardrail"] = self.guardrail
+        return answer
+
+
 class AuthenticationError(DheeraAIError):
     status = 401
     error_type = "authentication_error"

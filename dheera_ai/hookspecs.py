@@ -54,6 +54,29 @@ def dheera_ai_dispatch(call, deployment, provider):
 
 
 @hookspec
+def dheera_ai_register_guardrails(register):
+    """Register guardrail kinds, once at start-up.
+
+    Call `register(name, kind)` for each kind this plugin offers; `name` is what the config's
+    `guardrails[].dheera_ai_params.guardrail` names, `kind` a `dheera_ai.guardrails.Guardrail`
+    subclass (its `inspect(texts, call)` returns `Finding`s). Registering a name twice is an
+    error. Returns nothing.
+    """
+
+
+@hookspec
+def dheera_ai_check_reply(call, reply):
+    """Check or change an answer before it reaches the client. Every implementation runs.
+
+    Called once per call, after the attempts (retries, fallbacks) have produced `reply`, a
+    `dheera_ai.types.Reply`: may replace `reply.body` / `reply.data`, wrap `reply.stream` (its
+    first chunk is already in hand; nothing has been sent), or raise a `DheeraAIError` to refuse
+    the call with that answer. An error raised while a wrapped stream is read becomes the
+    stream's error event. Returns nothing.
+    """
+
+
+@hookspec
 def dheera_ai_post_call_success(call, outcome):
     """Record a call that answered (for a stream: once it has ended or the client left).
 

@@ -59,6 +59,7 @@ class Pipeline:
         try:
             self.hook.dheera_ai_pre_call(call=call, settings=self.config)
             reply = attempts()
+            self.hook.dheera_ai_check_reply(call=call, reply=reply)
         except DheeraAIError as error:
             self.record_failure(call, error)
             raise
@@ -241,23 +242,44 @@ def _primed(stream):
     except BaseException:
         _close_quietly(stream)
         raise
-    return _chained(first, stream)
-
-
-def _chained(first, rest):
-    try:
-        yield first
-        yield from rest
-    finally:
-        _close_quietly(rest)
+    return _Relay(stream, first=first)
 
 
 def _on_end(stream, callback):
-    try:
-        yield from stream
-    finally:
-        _close_quietly(stream)
-        callback()
+    return _Relay(stream, on_end=callback)
+
+
+class _Relay:
+    """`first` (when given), then the rest of `stream`; `on_end` runs once when it is exhausted
+    or closed. Unlike a generator, closing it before it was ever read still closes `stream` (a
+    plugin that refuses a stream before its first byte closes the upstream connection)."""
+
+    __slots__ = ("_stream", "_first", "_on_end", "_closed")
+    _NOTHING = object()
+
+    def __init__(self, stream, first=_NOTHING, on_end=None):
+        self._stream, self._first, self._on_end, self._closed = iter(stream), first, on_end, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        first = self._first
+        if first is not _Relay._NOTHING:
+            self._first = _Relay._NOTHING
+            return first
+        try:
+            return next(self._stream)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _close_quietly(self._stream)
+            if self._on_end is not None:
+                self._on_end()
 
 
 def _close_quietly(stream) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 # before it goes upstream and kept on `Call.gateway_params` for the plugins to interpret.
 GATEWAY_FIELDS = frozenset({
     "metadata", "tags", "user_config", "mock_response",
-    "api_key", "api_base", "base_url", "api_version",
+    "api_key", "api_base", "base_url", "api_version", "guardrails",
 })
 
 
@@ -87,6 +87,8 @@ class Principal:
     # Model names or groups this caller may use; None means every model.
     models: frozenset | None = None
     metadata: dict = field(default_factory=dict)
+    # The key's team's metadata (a team's `guardrails` apply to all its keys).
+    team_metadata: dict = field(default_factory=dict)
     tags: tuple = ()
     # The key's user's role ("proxy_admin" may manage keys, users and teams).
     user_role: str | None = None
@@ -145,6 +147,10 @@ class Call:
     # The SSE chunks relayed to the client so far: a stream cut short without a usage chunk is
     # billed for what it delivered.
     delivered: list = field(default_factory=list)
+    # What each guardrail did ({"guardrail", "phase", "result", "items", "entities"}), for the
+    # spend row and the log line; the guardrails plugin's own state for this call.
+    guardrails: list = field(default_factory=list)
+    guardrail_state: Any = None
 
 
 @dataclass

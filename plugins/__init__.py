@@ -6,6 +6,7 @@ BUILTIN = (
     "plugins.auth",
     "plugins.enrichment",
     "plugins.call_log",
+    "plugins.guardrails",
     "plugins.providers.openai",
     "plugins.providers.mock",
     "plugins.providers.azure",

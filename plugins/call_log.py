@@ -50,6 +50,8 @@ def record(call, outcome, detailed: bool = False) -> dict:
         line["stream_cut"] = True
     if call.tags:
         line["tags"] = redact_data(list(call.tags))
+    if call.guardrails:
+        line["guardrails"] = call.guardrails
     if outcome.error is not None:
         line["error_type"] = type(outcome.error).__name__
         line["error"] = redact(str(getattr(outcome.error, "message", outcome.error)))[:500]

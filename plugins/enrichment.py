@@ -30,6 +30,11 @@ def dheera_ai_pre_call(call, settings):
         tags += list(call.principal.tags)
     call.tags = list(dict.fromkeys(tags))  # merged, first occurrence wins, order kept
 
+    if "guardrails" in params and not settings.guardrails:
+        # Without this, a client would believe a guardrail it named protects the call.
+        raise BadRequestError("This gateway has no guardrails configured; 'guardrails' names none of them.",
+                              param="guardrails", code="unknown_guardrail")
+
     if settings.dheera_ai_settings.get("drop_params"):
         # Read by providers through dheera_ai.providers.drop_params (a deployment may override it).
         params["drop_params"] = True

@@ -196,7 +196,7 @@ class SpendTracker:
             "stream": call.stream, "stream_cut": outcome.stream_cut,
             "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
             "start_time": call.start_time, "end_time": end, "latency_ms": round(outcome.latency_seconds * 1000, 3),
-            "budgets": budgets,
+            "budgets": budgets, "guardrails": list(call.guardrails),
         }
 
     def _release_budget(self, hold_id) -> None:

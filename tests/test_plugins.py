@@ -2,8 +2,6 @@
 
 import configparser
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -13,6 +11,7 @@ from dheera_ai.config import ConfigError
 from dheera_ai.engine import Engine
 from dheera_ai.plugin_manager import get_plugin_manager
 from tests.conftest import MASTER_KEY
+from tests.support.plugin_dist import install_plugin, run_with
 
 
 def test_the_builtin_plugins_are_exactly_the_entry_points_setup_cfg_declares():
@@ -88,21 +87,7 @@ def test_a_failing_post_call_plugin_neither_fails_the_call_nor_silences_the_othe
 
 def test_a_third_party_distribution_is_live_once_installed(tmp_path):
     """`pip install` a plugin package with an entry point, and the gateway runs its hook."""
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=70.1"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "dheera-ai-sample-plugin"
-        version = "0.0.1"
-
-        [project.entry-points.dheera_ai]
-        sample = "dheera_ai_sample_plugin"
-    """))
-    (source / "dheera_ai_sample_plugin.py").write_text(textwrap.dedent("""
+    site = install_plugin(tmp_path, "dheera-ai-sample-plugin", "dheera_ai_sample_plugin", """
         from dheera_ai import hookimpl
         from dheera_ai.types import Reply
 
@@ -110,12 +95,8 @@ def test_a_third_party_distribution_is_live_once_installed(tmp_path):
         def dheera_ai_dispatch(call, deployment):
             if call.body["messages"][-1]["content"] == "who answers?":
                 return Reply(data={"answered_by": "the sample plugin", "deployment": deployment.model_name})
-    """))
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(source)], check=True, capture_output=True)
-
-    script = textwrap.dedent(f"""
+    """)
+    answer = run_with(site, tmp_path, f"""
         import json
         from proxy_app import create_app
         app = create_app({{"model_list": [{{"model_name": "demo", "dheera_ai_params": {{"model": "mock/demo"}}}}],
@@ -125,8 +106,4 @@ def test_a_third_party_distribution_is_live_once_installed(tmp_path):
                                    json=body)
         print(json.dumps(r.get_json()))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"answered_by": "the sample plugin",
-                                                                  "deployment": "demo"}
+    assert json.loads(answer) == {"answered_by": "the sample plugin", "deployment": "demo"}

@@ -148,3 +148,10 @@ MIGRATIONS.append(
         "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )
+
+MIGRATIONS.append(
+    (90, "what each guardrail did, on the spend row", [
+        # JSON: [{"guardrail", "phase", "result", "items", "entities"}]; NULL for rows before it.
+        "ALTER TABLE spend_logs ADD COLUMN guardrails TEXT",
+    ]),
+)

@@ -16,7 +16,7 @@ import orjson
 SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "user_id", "team_id", "model_group",
                  "deployment", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
                  "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
-                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms")
+                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "guardrails")
 FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
 # What a spend row's owner columns are called as total scopes.
 TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
@@ -243,6 +243,8 @@ class SpendStore:
 
 
 def _encode_spend(column, value):
+    if column == "guardrails":
+        return orjson.dumps(value).decode() if value else None
     if column in ("tags", "metadata"):
         return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
     if column in FLAG_COLUMNS:
@@ -254,6 +256,7 @@ def _decode_spend(values) -> dict:
     row = dict(zip(SPEND_COLUMNS, values, strict=True))
     row["tags"] = orjson.loads(row["tags"])
     row["metadata"] = orjson.loads(row["metadata"])
+    row["guardrails"] = orjson.loads(row["guardrails"]) if row["guardrails"] else []
     for column in FLAG_COLUMNS:
         row[column] = bool(row[column])
     return row

@@ -81,6 +81,21 @@ def test_the_plugin_example_tags_every_call(live_app, tmp_path, monkeypatch, cal
     assert "shouted" in call_log(1)[-1]["tags"]
 
 
+def test_the_guardrail_kind_example_blocks_shouting(make_app, tmp_path, monkeypatch):
+    (tmp_path / "dheera_ai_no_shouting.py").write_text(block("Guardrails"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = make_app({
+        "model_list": [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
+        "plugins": ["dheera_ai_no_shouting"],
+        "guardrails": [{"guardrail_name": "calm", "dheera_ai_params": {"guardrail": "no_shouting",
+                                                                        "default_on": True}}],
+        "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path}/state.sqlite3"}})
+    r = app.test_client().post("/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                               json={"model": "demo", "messages": [{"role": "user", "content": "STOP SHOUTING"}]})
+    assert r.status_code == 400
+    assert r.json["error"]["message"] == "Blocked by guardrail 'calm' (pre_call): found SHOUTING."
+
+
 def test_the_sdk_example_calls_each_provider_it_names(upstream, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
     monkeypatch.setenv("OPENAI_BASE_URL", upstream.url + "/v1")
@@ -102,6 +117,6 @@ def test_the_sdk_example_calls_each_provider_it_names(upstream, monkeypatch):
 
 
 def test_every_readme_python_block_has_a_test_here():
-    tested = {"Two commands", "Routing", "Plugins", "SDK"}
+    tested = {"Two commands", "Routing", "Plugins", "SDK", "Guardrails"}
     untested = [key for key in BLOCKS if key[0] not in tested]
     assert not untested, f"README Python blocks without a test in this module: {untested}"
