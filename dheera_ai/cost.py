@@ -93,9 +93,10 @@ def price_usage(usage: Usage | None, prices: dict, request: dict) -> float:
         return 0.0
     details = usage.details
     input_price = _amount(prices.get("input_cost_per_token"))
-    cached = _amount(_cached_tokens(details))
-    created = _amount(details.get("cache_creation_input_tokens"))
-    uncached = max(_amount(usage.prompt_tokens) - cached - created, 0.0)
+    prompt = _amount(usage.prompt_tokens)
+    cached = min(_amount(_cached_tokens(details)), prompt)  # parts of the prompt, never more than it
+    created = min(_amount(details.get("cache_creation_input_tokens")), prompt - cached)
+    uncached = prompt - cached - created
     total = (uncached * input_price
              + cached * _amount(prices.get("cache_read_input_token_cost", input_price))
              + created * _amount(prices.get("cache_creation_input_token_cost", input_price))

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ import orjson
 from dheera_ai import hookimpl, ids
 from dheera_ai.cost import PriceTable
 from dheera_ai.errors import BadRequestError, BudgetExceededError, RateLimitError
+from dheera_ai.storable import storable
 from dheera_ai.types import Usage
 from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
 from proxy_app.spool import Spool, SpoolFullError
@@ -198,10 +200,10 @@ class SpendTracker:
                                      backend=held.backend)
             except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
-        row = self._row(call, outcome, usage, cost, priced, estimated, held.budgets)
+        row = storable(self._row(call, outcome, usage, cost, priced, estimated, held.budgets))
         try:
             self.spool.append(row)
-        except SpoolFullError as exc:
+        except (SpoolFullError, orjson.JSONEncodeError) as exc:
             log.error("spend row of call %s lost: %s", call.call_id, exc)
             self.on_row_dropped(call)
             self._release_budget(held.hold_id)
@@ -243,7 +245,7 @@ class SpendTracker:
     def flush(self) -> int:
         """Move spooled rows into the store now; returns the rows handed over. Raises if the store is down."""
         with self._drain_lock:
-            return self.spool.drain(self.store.record_spend)
+            return self.spool.drain(self.store.record_spend, poisoned=_about_the_rows)
 
     def _ensure_writer(self) -> None:
         if self._writer_pid == os.getpid():
@@ -276,7 +278,7 @@ class SpendTracker:
 
     def health(self) -> dict:
         return {"spool_pending_bytes": self.spool.pending_bytes(), "spool_max_bytes": self.spool.max_bytes,
-                "rate_limits": self.limiter.health()}
+                "spool_quarantined_rows": self.spool.quarantined_rows(), "rate_limits": self.limiter.health()}
 
     def close(self) -> None:
         self._stop.set()
@@ -303,6 +305,12 @@ def _bounded(tokens: int, bound, default: int | None) -> int:
         bound = default
     tokens = max(tokens, 0)
     return tokens if bound is None else min(tokens, bound)
+
+
+def _about_the_rows(exc: Exception) -> bool:
+    """Whether the store's refusal of a batch is about what is in it (a value it cannot take),
+    not about the store (down, locked, busy: then the rows wait in the spool for it)."""
+    return not isinstance(exc, (StoreUnavailableError, sqlite3.OperationalError, OSError))
 
 
 def _limit(limits: dict, name: str) -> int:
