@@ -122,6 +122,43 @@ def test_a_user_config_without_an_api_base_never_goes_to_the_servers_address(pro
     assert internal.requests == []
 
 
+class CarelessProvider:
+    """A third-party provider that reads the environment itself, as the review's azure/ did."""
+
+    from dheera_ai import hookimpl
+
+    @hookimpl
+    def dheera_ai_register_providers(self, register):
+        from plugins.providers.openai import OpenAIProvider
+
+        class Careless(OpenAIProvider):
+            def auth_headers(self, deployment):
+                return {"Authorization": "Bearer " + (deployment.param("api_key") or ""),
+                        "x-extra": os.environ["AZURE_API_KEY"]}
+        register("careless", Careless())
+
+
+def test_the_last_gate_stops_any_provider_sending_a_server_secret_to_a_client_host(server_environment,
+                                                                                   upstream):
+    import importlib
+
+    import plugins
+    from dheera_ai.engine import Engine
+
+    own = {"model_name": "own", "dheera_ai_params": {"model": "careless/m", "api_base": upstream.url + "/own/v1",
+                                                     "api_key": "sk-x"}}
+    engine = Engine.from_raw_config(
+        {"model_list": [own], "general_settings": {"allow_client_side_credentials": True,
+                                                   "allowed_client_api_base_hosts": ["127.0.0.1"]}},
+        load_entrypoints=False, plugins=[*(importlib.import_module(p) for p in plugins.BUILTIN), CarelessProvider()])
+    error = call_through(engine, "careless", {"api_base": upstream.url + "/v1", "api_key": "sk-client-own"})
+    assert error is not None and error.code == "server_credential_refused"
+    assert upstream.requests == []
+    # The same provider on a deployment of the server's own config still uses what the server gave it.
+    assert run(engine, "chat_completions", "own", {"messages": HI}).status == 200
+    assert upstream.last.headers["x-extra"] == SECRET + "AZURE_API_KEY"
+
+
 def test_the_reviews_repro_through_the_gateway(live_app, upstream, internal, server_environment):
     import openai
 
