@@ -39,7 +39,8 @@ class GeminiProvider(Provider):
     name = "gemini"
 
     def url(self, deployment: Deployment, method: str) -> str:
-        base = (deployment.param("api_base") or server_environ(deployment, "GEMINI_API_BASE") or DEFAULT_API_BASE).rstrip("/")
+        base = deployment.param("api_base") or server_environ(deployment, "GEMINI_API_BASE") or DEFAULT_API_BASE
+        base = base.rstrip("/")
         base = base.removesuffix("/v1beta")  # a base copied from Google's docs often includes it
         model = deployment.model.removeprefix("models/")
         return f"{base}/v1beta/models/{model}:{method}"

@@ -14,7 +14,7 @@ import pytest
 from dheera_ai.config import ConfigError
 from dheera_ai.errors import BadRequestError, DheeraAIError
 from plugins.providers.openai_compatible import TABLE
-from proxy_app.store import store_for_url
+from proxy_app.store import StoreUnavailableError, store_for_url
 from tests.conftest import MASTER_KEY
 from tests.support.engine import make_engine, run
 from tests.support.fake_upstream import FakeUpstream, chat_chunks, chat_completion
@@ -443,7 +443,7 @@ def test_a_store_that_is_down_quarantines_nothing(make_app, upstream, store_refu
     store_refuses_spend(app)
     spend = app.extensions["dheera_ai_state"].spend
     assert chat(app.test_client()).status_code == 200
-    with pytest.raises(Exception):
+    with pytest.raises(StoreUnavailableError):
         spend.flush()
     assert spend.spool.quarantined_rows() == 0 and spend.spool.pending_bytes() > 0
     assert not os.path.exists(spend.spool.dead_letter_path())
