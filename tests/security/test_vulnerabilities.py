@@ -335,6 +335,19 @@ class HoldWatcher:
         self.seen.append(self.store.budget_counter("key", self.key_hash, 0.0)[1])
 
 
+def test_a_fallback_onto_a_costlier_model_holds_that_models_estimate(make_app, upstream):
+    watcher = HoldWatcher()
+    config = gateway_config(upstream)
+    config["router_settings"]["fallbacks"] = [{"cheap": ["expensive"]}]
+    app = make_app(config, extra_plugins=[watcher])
+    key = generate(app.test_client(), max_budget=1.0)
+    watcher.store, watcher.key_hash = app.extensions["dheera_ai_state"].store, hashlib.sha256(key.encode()).hexdigest()
+    upstream.always("/cheap/", status=500)
+    assert chat(app.test_client(), key).status_code == 200
+    cheap, expensive = watcher.seen  # 1,024 answer tokens at $6e-7, then at $1e-5
+    assert cheap == pytest.approx(1024 * 6.0e-7, rel=0.1) and expensive == pytest.approx(1024 * 1.0e-5, rel=0.1)
+
+
 @pytest.mark.parametrize("field, value", [("max_output_tokens", -10**15), ("max_output_tokens", -1e15),
                                           ("max_tokens", 10**12), ("max_completion_tokens", 10**12)])
 def test_a_hold_is_never_negative_nor_beyond_the_budget(make_app, upstream, field, value):
