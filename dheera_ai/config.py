@@ -121,6 +121,16 @@ class DeploymentSchema(Schema):
     tpm = fields.Integer(validate=_non_negative)
 
     @validates_schema
+    def _prices(self, data, **kwargs):
+        from dheera_ai.cost import PRICE_FIELDS, price_problem
+
+        info = data.get("model_info") or {}
+        for name in PRICE_FIELDS:
+            problem = price_problem(name, info[name]) if name in info else None
+            if problem:
+                raise ValidationError({name: [problem]}, "model_info")
+
+    @validates_schema
     def _one_params_block(self, data, **kwargs):
         given = [k for k in ("dheera_ai_params", "litellm_params") if k in data]
         if not given:

@@ -1,17 +1,21 @@
 """What a call cost: the usage the upstream reported, priced from a table.
 
 The table (dheera_ai/model_prices.yaml, shipped in the package; `general_settings.model_prices_path`
-replaces it) is keyed by `provider/model` or a bare model name; a deployment's `model_info`
-overrides any price field. An unpriced model costs 0 and is flagged
-(`Cost.priced` is False) — never a failed call.
+replaces it) is keyed by `provider/model` or a bare model name; a config deployment's
+`model_info` overrides any price field (a client's `user_config` never does: its model_info loses
+`SERVER_ONLY_INFO` when it is built). An unpriced model costs 0 and is flagged
+(`Cost.priced` is False) — never a failed call. No cost is ever negative: prices and quantities
+below zero (or not finite) count as zero.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
 
+import orjson
 import yaml
 
 from dheera_ai.types import Deployment, Usage
@@ -19,6 +23,11 @@ from dheera_ai.types import Deployment, Usage
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost", "output_cost_per_image", "input_cost_per_character",
                 "input_cost_per_second", "input_cost_per_query")
+# What a deployment's model_info says about money: its prices, the model priced like it, and the
+# token bounds a budget hold is estimated with. Only the config may say it, never a client.
+SERVER_ONLY_INFO = (*PRICE_FIELDS, "base_model", "max_tokens", "max_input_tokens", "max_output_tokens")
+# Price lookups remembered, by what decides them (provider, model, model_info), not by deployment id.
+_CACHED_PRICES = 4096
 # Package data (setup.cfg), so a checkout and an installed wheel read the same file.
 DEFAULT_PRICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_prices.yaml")
 # Dated snapshots are priced like their family: gpt-4o-2024-08-06, claude-3-5-sonnet-20241022.
@@ -34,7 +43,7 @@ class Cost:
 class PriceTable:
     def __init__(self, entries: dict):
         self._entries = entries
-        self._by_deployment: dict[str, dict | None] = {}
+        self._cache: dict[tuple, dict | None] = {}
 
     @classmethod
     def load(cls, path: str | None = None) -> "PriceTable":
@@ -46,11 +55,17 @@ class PriceTable:
 
     def prices_for(self, deployment: Deployment) -> dict | None:
         """The deployment's prices (table entry under its model_info overrides), or None."""
-        if deployment.id not in self._by_deployment:
-            base = self._lookup(deployment)
-            overrides = {k: deployment.model_info[k] for k in PRICE_FIELDS if k in deployment.model_info}
-            self._by_deployment[deployment.id] = {**base, **overrides} if (base or overrides) else None
-        return self._by_deployment[deployment.id]
+        overrides = {k: deployment.model_info[k] for k in PRICE_FIELDS if k in deployment.model_info}
+        # Keyed by content: two deployments with one id (`user-config-0` of two requests) may differ.
+        key = (deployment.provider, deployment.model, deployment.model_info.get("base_model"),
+               orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS) if overrides else b"")
+        if key in self._cache:
+            return self._cache[key]
+        base = self._lookup(deployment)
+        prices = {**(base or {}), **overrides} if (base or overrides) else None
+        if len(self._cache) < _CACHED_PRICES:
+            self._cache[key] = prices
+        return prices
 
     def _lookup(self, deployment: Deployment) -> dict | None:
         names = [deployment.model, deployment.model_info.get("base_model")]
@@ -77,36 +92,56 @@ def price_usage(usage: Usage | None, prices: dict, request: dict) -> float:
     if usage is None:
         return 0.0
     details = usage.details
-    input_price = prices.get("input_cost_per_token") or 0.0
-    cached = _cached_tokens(details)
-    created = int(details.get("cache_creation_input_tokens") or 0)
-    uncached = max(usage.prompt_tokens - cached - created, 0)
+    input_price = _amount(prices.get("input_cost_per_token"))
+    prompt = _amount(usage.prompt_tokens)
+    cached = min(_amount(_cached_tokens(details)), prompt)  # parts of the prompt, never more than it
+    created = min(_amount(details.get("cache_creation_input_tokens")), prompt - cached)
+    uncached = prompt - cached - created
     total = (uncached * input_price
-             + cached * prices.get("cache_read_input_token_cost", input_price)
-             + created * prices.get("cache_creation_input_token_cost", input_price)
-             + usage.completion_tokens * (prices.get("output_cost_per_token") or 0.0))
+             + cached * _amount(prices.get("cache_read_input_token_cost", input_price))
+             + created * _amount(prices.get("cache_creation_input_token_cost", input_price))
+             + _amount(usage.completion_tokens) * _amount(prices.get("output_cost_per_token")))
     if details.get("images") and prices.get("output_cost_per_image") is not None:
-        total += int(details["images"]) * _image_price(prices["output_cost_per_image"], request)
-    total += float(details.get("characters") or 0) * (prices.get("input_cost_per_character") or 0.0)
-    total += float(details.get("audio_seconds") or 0) * (prices.get("input_cost_per_second") or 0.0)
-    total += float(details.get("search_units") or 0) * (prices.get("input_cost_per_query") or 0.0)
-    return total
+        total += _amount(details["images"]) * _image_price(prices["output_cost_per_image"], request)
+    total += _amount(details.get("characters")) * _amount(prices.get("input_cost_per_character"))
+    total += _amount(details.get("audio_seconds")) * _amount(prices.get("input_cost_per_second"))
+    total += _amount(details.get("search_units")) * _amount(prices.get("input_cost_per_query"))
+    return total if math.isfinite(total) else 0.0
 
 
-def _cached_tokens(details: dict) -> int:
+def _amount(value) -> float:
+    """A price or a quantity as a number that can only add: anything else (negative, NaN, a
+    string an upstream sent) is 0. Usage comes from upstreams, which a client may choose."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    value = float(value)
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _cached_tokens(details: dict):
     prompt_details = details.get("prompt_tokens_details") or details.get("input_tokens_details") or {}
     cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
     if cached is None:
         cached = details.get("cache_read_input_tokens")
-    return int(cached or 0)
+    return cached
 
 
 def _image_price(price, request: dict) -> float:
     if not isinstance(price, dict):
-        return float(price)
+        return _amount(price)
     size = request.get("size") or "1024x1024"
     quality = request.get("quality") or "standard"
     for key in (f"{size}/{quality}", size, "default"):
         if key in price:
-            return float(price[key])
+            return _amount(price[key])
     return 0.0
+
+
+def price_problem(name: str, value) -> str | None:
+    """Why a configured price cannot be used (None if it can): prices are non-negative numbers,
+    and `output_cost_per_image` may map sizes/qualities to them."""
+    values = value.values() if name == "output_cost_per_image" and isinstance(value, dict) else [value]
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item < 0:
+            return f"must be a non-negative number, not {item!r}"
+    return None

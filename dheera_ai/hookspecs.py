@@ -41,6 +41,18 @@ def dheera_ai_pre_call(call, settings):
     """
 
 
+@hookspec
+def dheera_ai_pre_attempt(call, deployment):
+    """Check one attempt before it is dispatched: the first, every retry, every fallback.
+
+    `deployment` is the one chosen for this attempt (`call.deployment` still names the previous
+    one). Every implementation runs. Raise a `DheeraAIError` to refuse the attempt: no other
+    deployment of that model group is tried; a refused fallback group is skipped, and when no
+    group is left the client gets the last error a group actually failed with (the refusal
+    itself when the first attempt of the call was refused). Returns nothing.
+    """
+
+
 @hookspec(firstresult=True)
 def dheera_ai_dispatch(call, deployment, provider):
     """Carry out the call against the chosen deployment.

@@ -5,6 +5,7 @@ and every failure turned into the error tree, so nothing from `requests` escapes
 from __future__ import annotations
 
 import http.cookiejar
+import logging
 import os
 import select
 import sys
@@ -25,10 +26,13 @@ from dheera_ai.errors import (
     ContentPolicyViolationError,
     ContextWindowExceededError,
     DheeraAIError,
+    InternalServerError,
     Timeout,
     error_for_status,
 )
-from dheera_ai.redact import redact  # noqa: F401 - providers call http.redact
+from dheera_ai.redact import is_secret_name, redact  # redact: providers call http.redact
+
+log = logging.getLogger("dheera_ai.http")
 
 CONNECT_TIMEOUT = 5.0  # seconds; an upstream that cannot accept a connection in 5 s is down
 DEFAULT_TIMEOUT = 600.0
@@ -159,6 +163,9 @@ def request(method: str, url: str, *, json_body=None, data=None, files=None, hea
     if json_body is not None:
         data = orjson.dumps(json_body)
         headers.setdefault("Content-Type", "application/json")
+    deployment = getattr(call, "deployment", None)
+    if deployment is not None and deployment.from_client:
+        _refuse_server_secrets(provider, url, headers, params, data)
     read_timeout = timeout or DEFAULT_TIMEOUT
     # The whole call's bound (`call.deadline`, set per attempt by the pipeline) caps every wait;
     # `timeout` alone bounds each read, which a slowly trickling answer could otherwise outlast.
@@ -189,6 +196,30 @@ def request(method: str, url: str, *, json_body=None, data=None, files=None, hea
     if response.status_code >= 300:
         raise upstream_error(response, provider)
     return response
+
+
+# Environment values shorter than this are not taken for secrets (flags, ports, regions).
+_SECRET_MIN_CHARS = 12
+
+
+def _refuse_server_secrets(provider: str, url: str, headers: dict, params, data) -> None:
+    """The last gate before a client-chosen address: nothing that leaves for it may carry the
+    value of one of the server's secret environment variables (`AZURE_API_KEY`, ...), whichever
+    provider (a third-party one too) put it there. Providers read the environment through
+    `providers.server_environ`, which gives client-built deployments nothing, so this only
+    ever stops a provider that does not."""
+    secrets = [v for k, v in os.environ.items() if len(v) >= _SECRET_MIN_CHARS and is_secret_name(k)]
+    if not secrets:
+        return
+    texts = [url, *map(str, headers.values()), *(map(str, params.values()) if isinstance(params, dict) else ())]
+    leaked = any(secret in text for secret in secrets for text in texts)
+    if not leaked and isinstance(data, bytes):
+        leaked = any(secret.encode() in data for secret in secrets)
+    if leaked:
+        log.error("%s tried to send one of the gateway's own credentials to a client-chosen address; refused",
+                  provider or "a provider")
+        raise InternalServerError(f"{provider or 'upstream'}: refused to send a server credential to a "
+                                  "client-chosen address.", code="server_credential_refused", provider=provider)
 
 
 def _send(session: requests.Session, method: str, url: str, *, data, files, headers: dict, params, timeout,

@@ -2,8 +2,10 @@
 
 Between pre-call and the answer runs the attempt loop: the router picks a deployment, dispatch
 tries it, and a failure is retried (`num_retries`, `retry_policy`, backoff) within the model
-group, then handed to the fallback groups for that kind of error. A stream counts as answered
-once its first chunk has arrived: a failure before that is retried like any other.
+group, then handed to the fallback groups for that kind of error. Every attempt is first put to
+the pre-attempt hooks (the caller's allowed models, its budget): a fallback is a new model, and
+must be one the caller may use. A stream counts as answered once its first chunk has arrived: a
+failure before that is retried like any other.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Pipeline:
     def run(self, call: Call) -> Reply:
         """Carry out `call`; the Reply's stream, if any, records the call when it ends."""
         def routed() -> Reply:
-            router, credentials = client_routing(call, self.config, self.router, self.providers.names())
+            router, credentials = client_routing(call, self.config, self.router, self.providers)
             return self._attempts(call, router, credentials)
         return self._carry_out(call, routed)
 
@@ -53,7 +55,10 @@ class Pipeline:
         no retries or fallbacks, no client-side credential checks (the caller is the operator),
         and a failure never cools the deployment down.
         """
-        return self._carry_out(call, lambda: self._attempt(call, self.router, deployment, shared=False))
+        def attempt() -> Reply:
+            self.hook.dheera_ai_pre_attempt(call=call, deployment=deployment)
+            return self._attempt(call, self.router, deployment, shared=False)
+        return self._carry_out(call, attempt)
 
     def _carry_out(self, call: Call, attempts) -> Reply:
         try:
@@ -78,32 +83,45 @@ class Pipeline:
     def _attempts(self, call: Call, router, credentials) -> Reply:
         """The model group, then its fallback groups for the kind of error it ended with."""
         groups = [call.model]
+        failure = None
         for index, group in enumerate(groups):  # grows once, after the first group's failure
-            if index:
-                call.attempted_fallbacks += 1
             try:
-                return self._attempts_in_group(call, router, credentials, group)
+                return self._attempts_in_group(call, router, credentials, group, fallback=index > 0)
+            except _AttemptRefused as refused:
+                if failure is None:
+                    raise refused.error from None
+                log.info("call %s: fallback group %s skipped (%s)", call.call_id, group, refused.error.message)
             except DheeraAIError as error:
+                failure = error
                 if index == 0:
                     groups += [g for g in policy.fallbacks_for(router.settings, group, error) if g != group]
-                if index == len(groups) - 1:
-                    raise
-                log.info("call %s: model group %s failed (%s); falling back to %s",
-                         call.call_id, group, type(error).__name__, groups[index + 1])
+            if index == len(groups) - 1:
+                raise failure
+            log.info("call %s: model group %s failed (%s); falling back to %s",
+                     call.call_id, group, type(failure).__name__, groups[index + 1])
         raise AssertionError("unreachable")
 
-    def _attempts_in_group(self, call: Call, router, credentials, group: str) -> Reply:
+    def _attempts_in_group(self, call: Call, router, credentials, group: str, fallback: bool) -> Reply:
         exclude = credentials.excluded(router.group(group).deployments) if credentials else frozenset()
         tried: set = set()
         retries = 0
         error = previous = None
         while True:
             deployment = self._next_deployment(call, router, group, exclude, tried)
+            if credentials is not None:
+                deployment = credentials.apply(deployment)
+            try:
+                self.hook.dheera_ai_pre_attempt(call=call, deployment=deployment)
+            except DheeraAIError as refusal:
+                # Refused before it was tried: the group's own last failure stands, if it had one.
+                if error is not None:
+                    raise error from None
+                raise _AttemptRefused(refusal) from None
             if error is not None:
                 time.sleep(policy.wait_before_retry(router.settings, retries - 1, error,
                                                     same_deployment=deployment.id == previous.id))
-            if credentials is not None:
-                deployment = credentials.apply(deployment)
+            elif fallback:
+                call.attempted_fallbacks += 1
             try:
                 return self._attempt(call, router, deployment, shared=credentials is None)
             except DheeraAIError as failure:
@@ -228,6 +246,14 @@ class Pipeline:
                 # handler shows them (the host's too, when it configured logging) with no secret.
                 log.error("plugin %s raised in %s; ignored: %s\n%s", impl.plugin_name, name,
                           redact(f"{type(exc).__name__}: {exc}"), redact(traceback.format_exc()).rstrip())
+
+
+class _AttemptRefused(Exception):
+    """A pre-attempt hook refused a group's first attempt (`error` says why)."""
+
+    def __init__(self, error: DheeraAIError):
+        super().__init__(error.message)
+        self.error = error
 
 
 def _primed(stream):

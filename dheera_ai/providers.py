@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import struct
 from contextlib import contextmanager
 
@@ -28,6 +29,9 @@ class Provider:
     """
 
     name = ""
+    # Params of which a deployment needs one to authenticate (the first is asked for when all are
+    # missing); empty for a provider that needs no key (a local server, the mock).
+    key_params: tuple = ("api_key",)
 
     def handle(self, call: Call, deployment: Deployment) -> Reply:
         method = getattr(self, call.call_type, None)
@@ -41,15 +45,25 @@ class Provider:
         return callable(getattr(self, call_type, None))
 
 
+def server_environ(deployment: Deployment, *names: str | None) -> str | None:
+    """The first of these environment variables that is set, or None.
+
+    The one door to the gateway's environment for providers: a deployment a client built
+    (`user_config`, or a client `api_base`) gets nothing through it, neither keys nor addresses,
+    so no server credential ever goes to a host the client chose, whatever the provider.
+    """
+    if deployment.from_client:
+        return None
+    return next((os.environ[name] for name in names if name and os.environ.get(name)), None)
+
+
 def require_param(deployment: Deployment, name: str, env_fallback: str | None = None):
     """A deployment parameter the call cannot go without, with a clear error when it is missing.
 
     The value comes from the config, else from `env_fallback` in the environment (read at call
-    time, as a provider's own SDK would); a config `os.environ/NAME` that was unset at load is
-    reported by the variable's name.
+    time, as a provider's own SDK would; never for a client-built deployment); a config
+    `os.environ/NAME` that was unset at load is reported by the variable's name.
     """
-    import os
-
     value = deployment.params.get(name)
     if value:
         return value
@@ -61,7 +75,7 @@ def require_param(deployment: Deployment, name: str, env_fallback: str | None = 
         variable = deployment.unresolved[name]
     else:
         variable = env_fallback
-        value = os.environ.get(env_fallback) if env_fallback else None
+        value = server_environ(deployment, env_fallback)
         if value:
             return value
     where = f"set the environment variable {variable}" if variable else f"set {name} in its dheera_ai_params"

@@ -33,12 +33,20 @@ class Usage:
     def from_openai(cls, usage: dict | None) -> "Usage | None":
         if not isinstance(usage, dict):
             return None
-        prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-        total = int(usage.get("total_tokens") or prompt + completion)
+        prompt = _count(usage.get("prompt_tokens") or usage.get("input_tokens"))
+        completion = _count(usage.get("completion_tokens") or usage.get("output_tokens"))
+        total = _count(usage.get("total_tokens")) or prompt + completion
         details = {k: v for k, v in usage.items()
                    if k not in ("prompt_tokens", "completion_tokens", "total_tokens")}
         return cls(prompt, completion, total, details)
+
+
+def _count(value) -> int:
+    """A token count an upstream reported; never negative (that would refund spend and tokens):
+    anything but a non-negative number counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        return 0
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 (Client-side credentials and `user_config` are the router's: `dheera_ai.router.client_side`.)"""
 
-from dheera_ai import hookimpl
+import orjson
+
+from dheera_ai import hookimpl, storable
 from dheera_ai.errors import BadRequestError
 
 TAGS_HEADER = "x-dheera-ai-tags"
@@ -14,6 +16,12 @@ def dheera_ai_pre_call(call, settings):
     metadata = params.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise BadRequestError("'metadata' must be an object.", param="metadata")
+    if metadata:
+        # Refused here, where the client can fix it, rather than lost (or stuck) in the store.
+        _refuse_unstorable(metadata, "metadata")
+        if len(orjson.dumps(metadata)) > storable.MAX_BYTES:
+            raise BadRequestError(f"'metadata' is larger than {storable.MAX_BYTES // 1024} KB as JSON.",
+                                  param="metadata", code="metadata_too_large")
     call.metadata = dict(metadata or {})
 
     tags = []
@@ -28,6 +36,7 @@ def dheera_ai_pre_call(call, settings):
         tags += [t.strip() for t in header.split(",") if t.strip()]
     if call.principal is not None:
         tags += list(call.principal.tags)
+    _refuse_unstorable(tags, "tags")
     call.tags = list(dict.fromkeys(tags))  # merged, first occurrence wins, order kept
 
     if "guardrails" in params and not settings.guardrails:
@@ -39,3 +48,9 @@ def dheera_ai_pre_call(call, settings):
         # Read by providers through dheera_ai.providers.drop_params (a deployment may override it).
         params["drop_params"] = True
 
+
+
+def _refuse_unstorable(value, what: str) -> None:
+    problem = storable.problem(value, what)
+    if problem:
+        raise BadRequestError(problem, param=what, code="unstorable_value")

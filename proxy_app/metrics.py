@@ -127,6 +127,8 @@ class SharedStateCollector:
         yield resting
         yield GaugeMetricFamily("dheera_ai_spool_pending_bytes", "Spend rows written locally, not yet in the store",
                                 value=self.spool.pending_bytes())
+        yield GaugeMetricFamily("dheera_ai_spend_rows_quarantined", "Spend rows the store refused, kept in the "
+                                "spool's dead-letter file", value=self.spool.quarantined_rows())
 
 
 def _labels(call) -> tuple[str, str]:

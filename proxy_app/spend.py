@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -22,7 +23,8 @@ import orjson
 
 from dheera_ai import hookimpl, ids
 from dheera_ai.cost import PriceTable
-from dheera_ai.errors import BudgetExceededError, RateLimitError
+from dheera_ai.errors import BadRequestError, BudgetExceededError, RateLimitError
+from dheera_ai.storable import storable
 from dheera_ai.types import Usage
 from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
 from proxy_app.spool import Spool, SpoolFullError
@@ -34,6 +36,13 @@ log = logging.getLogger("dheera_ai.spend")
 FLUSH_SECONDS = 0.5
 # A reservation for a call that does not say how long its answer may be.
 DEFAULT_COMPLETION_ESTIMATE = 1024
+# The longest answer an estimate assumes for a model whose model_info names no bound (the largest
+# any current model offers); a client's own number never goes beyond its model's bound.
+DEFAULT_MAX_OUTPUT_TOKENS = 128_000
+# The body fields that bound an answer's length, per call type: only fields its request schema
+# validates (a positive integer), so a client cannot move a budget hold with an unchecked one.
+ANSWER_BOUNDS = {"chat_completions": ("max_completion_tokens", "max_tokens"), "completions": ("max_tokens",),
+                 "responses": ("max_output_tokens",), "anthropic_messages": ("max_tokens",)}
 SCOPE_IDS = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
 _SECRET_NAME = re.compile(r"key|secret|token|password|authorization|credential", re.IGNORECASE)
 
@@ -104,20 +113,44 @@ class SpendTracker:
                   for scope, ident, limits in owners if limits.get("max_budget") is not None]
         if not checks:
             return
-        estimate = self._estimate(call)
+        deployment = self._groups.get(call.model)
         hold_id = uuid.uuid4().hex
+        estimate = self._estimate(call, deployment) if deployment is not None else 0.0
+        if not self._reserve(hold_id, checks, estimate, now):
+            return
+        held.hold_id, held.checks, held.estimate = hold_id, checks, estimate
+        held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
+
+    def _reserve(self, hold_id, checks, estimate, now) -> bool:
+        """Hold `estimate` against each budget (replacing what `hold_id` held); a 400 if one is
+        spent, False if the store is down (budgets then go unenforced)."""
         try:
             refusal = self.store.reserve_budget(hold_id, [(*c, estimate) for c in checks], now)
         except StoreUnavailableError as exc:
             self._store_warning(f"{exc.message}; budgets are not enforced until it answers")
-            return
+            return False
         if refusal is not None:
             raise BudgetExceededError(
                 f"Budget exceeded for {refusal.scope} {_shown(refusal.scope, refusal.scope_id)}: spend "
                 f"${refusal.spent:.6f} (+${refusal.reserved:.6f} held by calls in flight), "
                 f"max_budget ${refusal.budget:.6f}.", code="budget_exceeded")
-        held.hold_id = hold_id
-        held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
+        return True
+
+    @hookimpl
+    def dheera_ai_pre_attempt(self, call, deployment):
+        """Each attempt's deployment (a fallback's may cost more) fits the call's budgets."""
+        held = self._held.get(id(call))
+        if held is None or not held.checks:
+            return
+        if deployment.from_client and self.prices.prices_for(deployment) is None:
+            raise BadRequestError(
+                f"Model '{deployment.model}' ({deployment.provider}) has no price on this gateway, and a budget "
+                "applies to this call: its cost could not be counted against it.", param="model",
+                code="unpriced_model_under_budget")
+        estimate = self._estimate(call, deployment)
+        if estimate > held.estimate:
+            self._reserve(held.hold_id, held.checks, estimate, time.time())
+            held.estimate = estimate
 
     def _owners(self, principal, owners):
         for scope, attribute in SCOPE_IDS:
@@ -125,15 +158,16 @@ class SpendTracker:
             if scope in owners and ident:
                 yield scope, ident, owners[scope]
 
-    def _estimate(self, call) -> float:
-        """An upper-ish guess of the call's cost: its body as prompt, its max tokens as answer."""
-        deployment = self._groups.get(call.model)
-        if deployment is None:
-            return 0.0
-        body = call.body
-        prompt = len(orjson.dumps(body)) // 4
-        completion = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-        completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
+    def _estimate(self, call, deployment) -> float:
+        """An upper-ish guess of the call's cost on `deployment`: its body as prompt, the answer
+        bound it asked for (or 1,024 tokens) as answer; each within the model's own bounds."""
+        body, info = call.body, deployment.model_info
+        prompt = _bounded(len(orjson.dumps(body)) // 4, info.get("max_input_tokens"), None)
+        asked = next((body[name] for name in ANSWER_BOUNDS.get(call.call_type, ()) if body.get(name) is not None),
+                     DEFAULT_COMPLETION_ESTIMATE)
+        if isinstance(asked, bool) or not isinstance(asked, int):
+            asked = DEFAULT_COMPLETION_ESTIMATE
+        completion = _bounded(asked, info.get("max_output_tokens") or info.get("max_tokens"), DEFAULT_MAX_OUTPUT_TOKENS)
         return self.prices.cost(deployment, Usage(prompt, completion, prompt + completion), body).amount
 
     # -- after the call --------------------------------------------------------------------------
@@ -166,10 +200,10 @@ class SpendTracker:
                                      backend=held.backend)
             except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
-        row = self._row(call, outcome, usage, cost, priced, estimated, held.budgets)
+        row = storable(self._row(call, outcome, usage, cost, priced, estimated, held.budgets))
         try:
             self.spool.append(row)
-        except SpoolFullError as exc:
+        except (SpoolFullError, orjson.JSONEncodeError) as exc:
             log.error("spend row of call %s lost: %s", call.call_id, exc)
             self.on_row_dropped(call)
             self._release_budget(held.hold_id)
@@ -211,7 +245,7 @@ class SpendTracker:
     def flush(self) -> int:
         """Move spooled rows into the store now; returns the rows handed over. Raises if the store is down."""
         with self._drain_lock:
-            return self.spool.drain(self.store.record_spend)
+            return self.spool.drain(self.store.record_spend, poisoned=_about_the_rows)
 
     def _ensure_writer(self) -> None:
         if self._writer_pid == os.getpid():
@@ -244,7 +278,7 @@ class SpendTracker:
 
     def health(self) -> dict:
         return {"spool_pending_bytes": self.spool.pending_bytes(), "spool_max_bytes": self.spool.max_bytes,
-                "rate_limits": self.limiter.health()}
+                "spool_quarantined_rows": self.spool.quarantined_rows(), "rate_limits": self.limiter.health()}
 
     def close(self) -> None:
         self._stop.set()
@@ -261,6 +295,22 @@ class _Held:
         self.backend = "local"
         self.hold_id: str | None = None
         self.budgets: list[tuple] = []  # (scope, id, window start, hold id), settled by the spend row
+        self.checks: list[tuple] = []  # (scope, id, window start, budget) the hold was taken against
+        self.estimate = 0.0  # what the hold is
+
+
+def _bounded(tokens: int, bound, default: int | None) -> int:
+    """`tokens` within [0, the model's bound]; a bound that is not a positive integer is `default`."""
+    if isinstance(bound, bool) or not isinstance(bound, int) or bound <= 0:
+        bound = default
+    tokens = max(tokens, 0)
+    return tokens if bound is None else min(tokens, bound)
+
+
+def _about_the_rows(exc: Exception) -> bool:
+    """Whether the store's refusal of a batch is about what is in it (a value it cannot take),
+    not about the store (down, locked, busy: then the rows wait in the spool for it)."""
+    return not isinstance(exc, (StoreUnavailableError, sqlite3.OperationalError, OSError))
 
 
 def _limit(limits: dict, name: str) -> int:

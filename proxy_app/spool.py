@@ -9,6 +9,11 @@ response is finished; a batch writer later hands rows to a sink and remembers ho
 a sidecar `.offset` file. A file whose lock can be taken belongs to a dead process: any live
 process claims it and drains it. Sinks must be idempotent on the row's id, which is what
 turns "at least once" (a crash between the sink and the offset) into "exactly once".
+
+A batch the sink refuses for what is in it (not because the store is down: the drainer's
+`poisoned` says which failures those are) is split in halves until the row it cannot take is
+alone; that row goes to the dead-letter file (`dead-letter.ndjson`, as it was spooled, for an
+operator to look at) and the others go on. One bad row never holds up the rows after it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 # A drained file is started over once it is this big: each start-over costs an fsync'd offset
 # write that stalls a gevent worker, so not at every drain (every half second under load).
 START_OVER_BYTES = 1024 * 1024
+DEAD_LETTER = "dead-letter.ndjson"  # not SUFFIX: never drained as a dead process's spool
 
 
 class SpoolFullError(Exception):
@@ -70,11 +76,14 @@ class Spool:
         return self._fd
 
     # -- draining (batch writer) -------------------------------------------------------------
-    def drain(self, sink, batch_rows: int = 500) -> int:
+    def drain(self, sink, batch_rows: int = 500, poisoned=None) -> int:
         """Hand pending rows to `sink(rows)` in batches: this process's own file, then any file
         left by a dead process. Returns the rows handed over. If the sink raises, the rows stay
-        and the exception propagates; the next drain retries them."""
+        and the exception propagates; the next drain retries them. With `poisoned(exception)`
+        true, the failure is taken to be about a row instead: the batch is split and the row the
+        sink refuses on its own is quarantined (dead-letter file), the rest handed over."""
         handed = 0
+        sink = _splitting(sink, poisoned, self._quarantine) if poisoned else sink
         if self._fd is not None and self._pid == os.getpid():
             with self._lock:
                 own = self._path
@@ -84,6 +93,30 @@ class Spool:
         for path in self._orphans():
             handed += self._drain_orphan(path, sink, batch_rows)
         return handed
+
+    def _quarantine(self, row: dict, error: Exception) -> None:
+        """Keep a row the sink will never take, on disk before the spool's offset moves past it."""
+        log.error("spend row %s cannot be stored and was quarantined in %s: %s: %s", row.get("row_id"),
+                  self.dead_letter_path(), type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+        line = orjson.dumps(row) + b"\n"
+        with self._lock:
+            fd = os.open(self.dead_letter_path(), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def dead_letter_path(self) -> str:
+        return os.path.join(self.directory, DEAD_LETTER)
+
+    def quarantined_rows(self) -> int:
+        """Rows in the dead-letter file: none unless the store refused one (an operator clears it)."""
+        try:
+            with open(self.dead_letter_path(), "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
 
     def pending_bytes(self) -> int:
         """Bytes written but not yet accepted by the sink, over every spool file here."""
@@ -146,6 +179,25 @@ class Spool:
             return sorted(n for n in os.listdir(self.directory) if n.endswith(SUFFIX))
         except FileNotFoundError:
             return []
+
+
+def _splitting(sink, poisoned, quarantine):
+    """`sink` that, when a batch fails for what is in it, hands over the halves, down to the one
+    row it refuses (quarantined). A failure `poisoned` does not recognise propagates: the store
+    is down, and what was handed over so far is handed again later (sinks are idempotent)."""
+    def deliver(rows: list[dict]) -> None:
+        try:
+            sink(rows)
+        except Exception as exc:
+            if not poisoned(exc):
+                raise
+            if len(rows) == 1:
+                quarantine(rows[0], exc)
+                return
+            middle = len(rows) // 2
+            deliver(rows[:middle])
+            deliver(rows[middle:])
+    return deliver
 
 
 def _read_rows(path: str, offset: int, limit: int) -> tuple[list[dict], int]:

@@ -100,6 +100,16 @@ def access_groups(config) -> dict:
     return groups
 
 
+def _check_model(principal, model: str) -> None:
+    """A 403 unless this caller may use `model` (its key's models, bounded by its team's)."""
+    if principal is None or principal.kind != "virtual_key" or principal.models is None:
+        return
+    if model not in principal.models:
+        allowed = ", ".join(sorted(principal.models)) or "(none)"
+        raise PermissionDeniedError(f"This key may not use the model '{model}'. Allowed models: {allowed}.",
+                                    param="model", code="model_not_allowed")
+
+
 @dataclass(frozen=True)
 class CachedKey:
     principal: Principal
@@ -158,14 +168,12 @@ class VirtualKeyAuth:
 
     @hookimpl(tryfirst=True)
     def dheera_ai_pre_call(self, call, settings):
-        principal = call.principal
-        if principal is None or principal.kind != "virtual_key" or principal.models is None:
-            return
-        if call.model not in principal.models:
-            allowed = ", ".join(sorted(principal.models)) or "(none)"
-            raise PermissionDeniedError(
-                f"This key may not use the model '{call.model}'. Allowed models: {allowed}.",
-                param="model", code="model_not_allowed")
+        _check_model(call.principal, call.model)
+
+    @hookimpl(tryfirst=True)
+    def dheera_ai_pre_attempt(self, call, deployment):
+        # A retry or fallback may land in another model group: it must be one the key may use.
+        _check_model(call.principal, deployment.model_name)
 
     # -- cache -----------------------------------------------------------------------------------
 

@@ -193,8 +193,9 @@ def test_user_config_deployments_never_borrow_the_servers_key(live_app, upstream
     client = gateway(live_app, upstream, allow=True, allowed_hosts=["127.0.0.1"])
     config = user_config(upstream)
     del config["model_list"][0]["litellm_params"]["api_key"]
-    with pytest.raises(openai.AuthenticationError):
-        ask(client, model="user-primary", user_config={**config, "fallbacks": []})
+    error = refused(client, model="user-primary", user_config={**config, "fallbacks": []})
+    assert error.code == "client_api_key_required"
+    assert error.param == "user_config.model_list[0].litellm_params.api_key"
     assert upstream.requests == []
 
 

@@ -5,7 +5,9 @@ per-request router (`user_config`). Both are off unless the config turns them on
 `configurable_clientside_auth_params: [api_key, {api_base: "<regex>"}]` allows just those
 params for that deployment. Even then: a client value is never resolved as `os.environ/...`,
 a client `api_base` only reaches addresses `dheera_ai.netguard` allows, and a deployment
-pointed at a client's `api_base` carries none of the server's credentials.
+pointed at a client's `api_base` carries none of the server's credentials (nor reads its
+environment: `dheera_ai.providers.server_environ`). A `user_config` deployment brings its own key
+where its provider needs one, and its `model_info` never sets its price.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from marshmallow import ValidationError
 
 from dheera_ai.config import CLIENTSIDE_PARAMS, ENV_PREFIX, flatten_errors, load_router_settings, parse_deployment
+from dheera_ai.cost import SERVER_ONLY_INFO
 from dheera_ai.errors import BadRequestError
 from dheera_ai.netguard import check_client_url, parse_allowed
 from dheera_ai.router.cooldowns import MemoryCooldowns
@@ -66,7 +69,7 @@ def _grants(item, name: str, value: str) -> bool:
     return False
 
 
-def client_routing(call: Call, config, router, provider_names):
+def client_routing(call: Call, config, router, providers):
     """The router for this call (the server's, or one built from `user_config`) and the client's
     credentials (None when it sent none). Raises a 400 for anything the config does not allow."""
     params = call.gateway_params
@@ -90,7 +93,7 @@ def client_routing(call: Call, config, router, provider_names):
         raise _disabled(offered, per_deployment=False)
     _refuse_server_references({"user_config": user_config, **values})
     if user_config is not None:
-        router = user_router(user_config, allowed_hosts, provider_names)
+        router = user_router(user_config, allowed_hosts, providers)
     if not values:
         return router, None
     credentials = ClientCredentials(values, allow_all, allowed_hosts)
@@ -106,8 +109,9 @@ def client_routing(call: Call, config, router, provider_names):
     return router, credentials
 
 
-def user_router(raw, allowed_hosts: tuple, provider_names):
-    """A throw-away router from a request's `user_config` (LiteLLM's RouterConfig shape)."""
+def user_router(raw, allowed_hosts: tuple, providers):
+    """A throw-away router from a request's `user_config` (LiteLLM's RouterConfig shape);
+    `providers` is the registry (names, and which params each needs for a key)."""
     from dheera_ai.router import Router
 
     if not isinstance(raw, dict) or not isinstance(raw.get("model_list"), list) or not raw["model_list"]:
@@ -117,7 +121,7 @@ def user_router(raw, allowed_hosts: tuple, provider_names):
     for index, entry in enumerate(raw["model_list"]):
         where = f"user_config.model_list[{index}]"
         try:
-            deployment = parse_deployment(index, entry, provider_names)
+            deployment = parse_deployment(index, entry, providers.names())
         except ValidationError as e:
             problem = flatten_errors(e.messages, ())[0] if isinstance(entry, dict) else "must be an object"
             raise BadRequestError(f"Invalid {where}: {problem}", param=where, code="invalid_user_config") from None
@@ -125,8 +129,16 @@ def user_router(raw, allowed_hosts: tuple, provider_names):
             raise BadRequestError(f"Invalid {where}.model: {e}", param=where, code="invalid_user_config") from None
         if deployment.params.get("api_base") is not None:
             check_client_url(deployment.params["api_base"], allowed_hosts, param=f"{where}.api_base")
+        key_params = providers[deployment.provider].key_params
+        if key_params and not any(deployment.params.get(name) for name in key_params):
+            # Without one, the provider would look for the server's own key.
+            raise BadRequestError(f"{where} needs an {key_params[0]} of its own (a user_config deployment never "
+                                  "uses the gateway's credentials).", param=f"{where}.litellm_params.{key_params[0]}",
+                                  code="client_api_key_required")
+        # Prices (and the limits a budget hold is estimated by) are the server's to set.
+        model_info = {k: v for k, v in deployment.model_info.items() if k not in SERVER_ONLY_INFO}
         deployments.append(dataclasses.replace(deployment, id=f"user-config-{index}", from_client=True,
-                                               allowed_hosts=allowed_hosts))
+                                               model_info=model_info, allowed_hosts=allowed_hosts))
     try:
         settings = load_router_settings({k: v for k, v in raw.items() if k != "model_list"},
                                         {d.model_name for d in deployments})

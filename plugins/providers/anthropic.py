@@ -7,14 +7,13 @@ upstream as the client wrote it, and its answer, streamed or not, comes back byt
 
 from __future__ import annotations
 
-import os
 import time
 
 import orjson
 
 from dheera_ai import hookimpl, http
 from dheera_ai.errors import error_for_kind
-from dheera_ai.providers import Provider, bad_request, drop_params, require_param, upstream_errors
+from dheera_ai.providers import Provider, bad_request, drop_params, require_param, server_environ, upstream_errors
 from dheera_ai.sse import relay_named_events, translated_chat_stream
 from dheera_ai.translate import anthropic as translate
 from dheera_ai.types import Call, Deployment, Reply, Usage
@@ -49,8 +48,8 @@ class AnthropicProvider(Provider):
     name = "anthropic"
 
     def url(self, deployment: Deployment) -> str:
-        base = deployment.param("api_base") or os.environ.get("ANTHROPIC_API_BASE") \
-            or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_API_BASE
+        base = deployment.param("api_base") or server_environ(deployment, "ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL") \
+            or DEFAULT_API_BASE
         base = base.rstrip("/")
         # Accept a base given with or without the version segment.
         return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"

@@ -11,14 +11,13 @@ both ways by `dheera_ai.translate.responses`.
 
 from __future__ import annotations
 
-import os
 import time
 
 import orjson
 
 from dheera_ai import hookimpl, http
 from dheera_ai.errors import ContentPolicyViolationError, ServiceUnavailableError
-from dheera_ai.providers import bad_request, require_param
+from dheera_ai.providers import bad_request, require_param, server_environ
 from dheera_ai.sse import translated_chat_stream
 from dheera_ai.translate import responses as translate
 from dheera_ai.types import Call, Deployment, Reply, Usage
@@ -39,12 +38,13 @@ def deployment_name(deployment: Deployment) -> str:
 class AzureProvider(OpenAIProvider):
     name = "azure"
     api_key_env = "AZURE_API_KEY"
+    key_params = ("api_key", "azure_ad_token")
 
     def api_base(self, deployment: Deployment) -> str:
         return require_param(deployment, "api_base", "AZURE_API_BASE").rstrip("/")
 
     def api_version(self, deployment: Deployment, operation: str) -> str:
-        version = deployment.param("api_version") or os.environ.get("AZURE_API_VERSION")
+        version = deployment.param("api_version") or server_environ(deployment, "AZURE_API_VERSION")
         if version:
             return str(version)
         return DEFAULT_RESPONSES_API_VERSION if operation.startswith("responses") else DEFAULT_API_VERSION
@@ -67,10 +67,10 @@ class AzureProvider(OpenAIProvider):
         if token:
             return {"Authorization": f"Bearer {token}"}
         if "api_key" not in deployment.unresolved:
-            if os.environ.get(self.api_key_env):
-                return {"api-key": os.environ[self.api_key_env]}
-            if os.environ.get("AZURE_AD_TOKEN"):
-                return {"Authorization": "Bearer " + os.environ["AZURE_AD_TOKEN"]}
+            if server_environ(deployment, self.api_key_env):
+                return {"api-key": server_environ(deployment, self.api_key_env)}
+            if server_environ(deployment, "AZURE_AD_TOKEN"):
+                return {"Authorization": "Bearer " + server_environ(deployment, "AZURE_AD_TOKEN")}
         return {"api-key": require_param(deployment, "api_key", self.api_key_env)}
 
     def model_name(self, deployment: Deployment) -> str:

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import os
-
 from dheera_ai import hookimpl, http
 from dheera_ai.errors import BadRequestError
 from dheera_ai.providers import (
@@ -17,6 +15,7 @@ from dheera_ai.providers import (
     embedding_inputs,
     encode_embeddings,
     require_param,
+    server_environ,
     upstream_errors,
 )
 from dheera_ai.translate import cohere as translate
@@ -40,7 +39,8 @@ class CohereProvider(Provider):
         return int(version)
 
     def url(self, deployment: Deployment, operation: str) -> str:
-        base = (deployment.param("api_base") or os.environ.get("COHERE_API_BASE") or DEFAULT_API_BASE).rstrip("/")
+        base = deployment.param("api_base") or server_environ(deployment, "COHERE_API_BASE") or DEFAULT_API_BASE
+        base = base.rstrip("/")
         base = base.removesuffix("/v1").removesuffix("/v2")
         return f"{base}/v{self.api_version(deployment)}/{operation}"
 

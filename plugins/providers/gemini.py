@@ -8,7 +8,6 @@ Chat: `POST {api_base}/v1beta/models/{model}:generateContent`, streamed with
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -21,6 +20,7 @@ from dheera_ai.providers import (
     embedding_inputs,
     encode_embeddings,
     require_param,
+    server_environ,
     upstream_errors,
 )
 from dheera_ai.sse import translated_chat_stream
@@ -39,15 +39,16 @@ class GeminiProvider(Provider):
     name = "gemini"
 
     def url(self, deployment: Deployment, method: str) -> str:
-        base = (deployment.param("api_base") or os.environ.get("GEMINI_API_BASE") or DEFAULT_API_BASE).rstrip("/")
+        base = deployment.param("api_base") or server_environ(deployment, "GEMINI_API_BASE") or DEFAULT_API_BASE
+        base = base.rstrip("/")
         base = base.removesuffix("/v1beta")  # a base copied from Google's docs often includes it
         model = deployment.model.removeprefix("models/")
         return f"{base}/v1beta/models/{model}:{method}"
 
     def auth_headers(self, deployment: Deployment) -> dict:
         if not deployment.param("api_key") and "api_key" not in deployment.unresolved \
-                and not os.environ.get("GEMINI_API_KEY") and os.environ.get("GOOGLE_API_KEY"):
-            return {"x-goog-api-key": os.environ["GOOGLE_API_KEY"]}
+                and not server_environ(deployment, "GEMINI_API_KEY") and server_environ(deployment, "GOOGLE_API_KEY"):
+            return {"x-goog-api-key": server_environ(deployment, "GOOGLE_API_KEY")}
         return {"x-goog-api-key": require_param(deployment, "api_key", "GEMINI_API_KEY")}
 
     def _post(self, call: Call, deployment: Deployment, method: str, body: dict, stream: bool = False,

@@ -42,6 +42,7 @@ def _prompt_text(messages) -> str:
 
 class MockProvider(Provider):
     name = "mock"
+    key_params = ()
 
     def _answer(self, call: Call, deployment: Deployment) -> str:
         answer = call.gateway_params.get("mock_response") or deployment.param("mock_response") or DEFAULT_ANSWER

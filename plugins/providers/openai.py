@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote
 
 import orjson
@@ -10,7 +9,7 @@ import orjson
 from dheera_ai import hookimpl, http
 from dheera_ai.errors import APIError, BadRequestError
 from dheera_ai.multipart import MultipartBody
-from dheera_ai.providers import Provider, require_param
+from dheera_ai.providers import Provider, require_param, server_environ
 from dheera_ai.sse import relay_openai_events, relay_responses_events
 from dheera_ai.translate.cohere import rerank_response_from_cohere, rerank_usage
 from dheera_ai.types import Call, Deployment, Reply, Usage
@@ -23,9 +22,8 @@ class OpenAIProvider(Provider):
     api_base_envs = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
     def api_base(self, deployment: Deployment) -> str:
-        base = deployment.param("api_base")
-        if not base:
-            base = next((os.environ[v] for v in self.api_base_envs if os.environ.get(v)), self.default_api_base)
+        base = deployment.param("api_base") or server_environ(deployment, *self.api_base_envs) \
+            or self.default_api_base
         return base.rstrip("/")
 
     def url(self, deployment: Deployment, operation: str) -> str:

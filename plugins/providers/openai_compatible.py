@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from dheera_ai import hookimpl
 from dheera_ai.errors import UnsupportedParamsError
-from dheera_ai.providers import drop_params, replaced_body, require_param
+from dheera_ai.providers import drop_params, replaced_body, require_param, server_environ
 from dheera_ai.types import Call, Deployment, Reply
 from plugins.providers.openai import OpenAIProvider
 
@@ -73,10 +73,11 @@ class OpenAICompatibleProvider(OpenAIProvider):
         self.name = spec.name
         self.api_base_envs = (spec.base_env,) if spec.base_env else ()
         self.default_api_base = spec.api_base
+        self.key_params = ("api_key",) if spec.key_required else ()
 
     def api_base(self, deployment: Deployment) -> str:
         if self.default_api_base is None and not deployment.param("api_base"):
-            env = next((os.environ[v] for v in self.api_base_envs if os.environ.get(v)), None)
+            env = server_environ(deployment, *self.api_base_envs)
             return (env or require_param(deployment, "api_base", self.spec.base_env)).rstrip("/")
         return super().api_base(deployment)
 
@@ -89,7 +90,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     def auth_headers(self, deployment: Deployment) -> dict:
         if self.spec.key_required or deployment.param("api_key") or "api_key" in deployment.unresolved:
             return super().auth_headers(deployment)
-        key = os.environ.get(self.api_key_env or "")
+        key = server_environ(deployment, self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def handle(self, call: Call, deployment: Deployment) -> Reply:

@@ -41,14 +41,16 @@ def readiness():
     state = admin.state().health()
     # Known keys keep working from the cache while the store is down, so the instance stays
     # "ready" (taking it out of rotation would refuse them too); the report says what is degraded.
-    degraded = state["state_store"]["status"] != "connected" or state.get("redis", {}).get("status") == "unreachable"
+    degraded = state["state_store"]["status"] != "connected" or state.get("redis", {}).get("status") == "unreachable" \
+        or state["spend"]["spool_quarantined_rows"] > 0  # spend rows the store refused, kept aside
     return {
         "status": "degraded" if degraded else "ready",
         "version": dheera_ai.__version__,
         **state,
         "cooldowns": engine.router.cooldowns.describe(),
         # Spend rows written locally and not yet in the store (the store was down, or is behind).
-        "spool": {"pending_bytes": state["spend"]["spool_pending_bytes"]},
+        "spool": {"pending_bytes": state["spend"]["spool_pending_bytes"],
+                  "quarantined_rows": state["spend"]["spool_quarantined_rows"]},
         "models": len(engine.router.model_names()),
     }
 

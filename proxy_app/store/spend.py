@@ -109,8 +109,9 @@ class SpendStore:
 
     def reserve_budget(self, hold_id: str, checks: list[tuple], now: float) -> BudgetRefusal | None:
         """For each (scope, scope_id, window_start, budget, amount): hold `amount` for this call if
-        what is spent plus what live holds keep is still under `budget`. All or nothing; returns
-        the refusal, if any.
+        what is spent plus what other live holds keep is still under `budget`. All or nothing;
+        returns the refusal, if any. A hold is never negative and never more than what is left
+        of the budget; reserving again under the same `hold_id` replaces its amount.
 
         The counter row is locked first (`FOR UPDATE` on PostgreSQL; SQLite's write lock covers
         the whole transaction), so concurrent calls take turns and cannot all slip under. Holds
@@ -122,12 +123,16 @@ class SpendStore:
                 # Counter rows are locked in the one order `record_spend` updates them in (sorted),
                 # so a hold and a batch waiting on each other cannot deadlock.
                 for scope, scope_id, window_start, budget, amount in sorted(checks):
-                    spent, held = self._counter(cur, scope, scope_id, window_start, now, lock=True)
+                    spent, held = self._counter(cur, scope, scope_id, window_start, now, lock=True,
+                                                other_than=hold_id)
                     if spent + held >= budget - BUDGET_EPSILON:
                         # Raised inside the transaction, so the holds taken before it roll back.
                         raise _Refused(BudgetRefusal(scope, scope_id, spent, held, budget))
+                    amount = min(max(float(amount), 0.0), budget - spent - held)
                     cur.execute(self._sql("INSERT INTO budget_holds (hold_id, scope, scope_id, window_start, "
-                                          "amount, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
+                                          "amount, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                                          "ON CONFLICT (hold_id, scope, scope_id) DO UPDATE SET "
+                                          "amount = excluded.amount"),
                                 (hold_id, scope, scope_id, window_start, amount, now))
         except _Refused as refused:
             return refused.refusal
@@ -139,8 +144,9 @@ class SpendStore:
             self._fast_commit(cur)
             cur.execute(self._sql("DELETE FROM budget_holds WHERE hold_id = ?"), (hold_id,))
 
-    def _counter(self, cur, scope, scope_id, window_start, now, lock=False) -> tuple[float, float]:
-        """(spent, held by live holds); with `lock`, the counter row is created if need be and locked.
+    def _counter(self, cur, scope, scope_id, window_start, now, lock=False, other_than="") -> tuple[float, float]:
+        """(spent, held by live holds but `other_than`'s); with `lock`, the counter row is created if
+        need be and locked.
 
         The holds are summed by a statement of their own, after the lock: on PostgreSQL each
         statement sees what committed before it began, so the sum includes the holds of the
@@ -155,8 +161,8 @@ class SpendStore:
             cur.execute(locking, (scope, scope_id, window_start))
             found = cur.fetchone()
         cur.execute(self._sql("SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE scope = ? AND scope_id = ? "
-                              "AND window_start = ? AND created_at > ?"),
-                    (scope, scope_id, window_start, now - HOLD_SECONDS))
+                              "AND window_start = ? AND created_at > ? AND hold_id <> ?"),
+                    (scope, scope_id, window_start, now - HOLD_SECONDS, other_than))
         return (found[0] if found else 0.0), cur.fetchone()[0]
 
     def _for_update(self) -> str:

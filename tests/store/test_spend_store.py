@@ -60,7 +60,8 @@ def test_a_budget_refuses_once_spent_and_holds_count(store):
     check = ("key", "k1", 0.0, 1.0)
     for call in ("c0", "c1", "c2"):  # 0, 0.4, 0.8 held: each still under 1.0, so admitted
         assert store.reserve_budget(call, [(*check, 0.4)], now) is None
-    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(1.2))
+    # ... the last holding only what was left of the budget.
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(1.0))
     refused = store.reserve_budget("c3", [(*check, 0.4)], now)
     assert (refused.scope, refused.scope_id, refused.spent, refused.budget) == ("key", "k1", 0.0, 1.0)
     # The rows settle each hold with what was spent.
