@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dheera_ai import http
+import os
+
+from dheera_ai import http, redact
 from dheera_ai.config import Config, ConfigError, build_config
 from dheera_ai.pipeline import Pipeline
 from dheera_ai.plugin_manager import get_plugin_manager
@@ -16,6 +18,10 @@ class Engine:
 
     def __init__(self, config: Config, plugin_manager, providers: ProviderRegistry):
         self.config = config
+        # Configured secrets are masked by value in every error and log line, whatever they look like.
+        redact.remember_secrets(redact.secret_values(
+            [d.params for d in config.deployments], config.general_settings,
+            {name: value for name, value in os.environ.items() if redact.is_secret_name(name)}))
         self.plugin_manager = plugin_manager
         self.providers = providers
         self.router = Router(config.deployments, config.router_settings, cooldown_store(config))

@@ -117,6 +117,8 @@ class Call:
     call_type: str  # "chat_completions", "embeddings", ...
     model: str
     body: dict  # what goes upstream: the request less the gateway's own fields
+    # The id the client sent in `x-dheera-ai-call-id` (validated), for tracing; `call_id` is ours.
+    client_call_id: str | None = None
     stream: bool = False
     headers: dict = field(default_factory=dict)  # request headers, lower-cased names
     gateway_params: dict = field(default_factory=dict)

@@ -58,6 +58,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     gateway_metrics = metrics.Metrics()
     engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints,
                                     plugins=[*plugins, gateway_metrics])
+    gateway_metrics.configured = {d.id: d.model_name for d in engine.config.deployments}
     # Built here, in the worker, after gunicorn forked: nothing connects before this point.
     state = State(engine.config)
     state.try_ensure_schema()

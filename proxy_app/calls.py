@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 
 import orjson
@@ -23,10 +24,30 @@ def engine():
     return current_app.extensions["dheera_ai"]
 
 
+# A client's own call id (`x-dheera-ai-call-id`) is kept for tracing, beside ours: short, and of
+# characters that are safe in a log line, a header and a URL.
+CLIENT_CALL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Far beyond any real request (a JSON schema in `response_format` nests a dozen levels).
+MAX_JSON_DEPTH = 100
+
+
 def start_request() -> None:
-    """Stamp the request: its call id and the moment the gateway began working on it."""
+    """Stamp the request: its call id and the moment the gateway began working on it.
+
+    The call id is always ours, so limits, holds and rows of two calls never share one; a client's
+    `x-dheera-ai-call-id` is kept beside it (`client_call_id` in rows and log lines)."""
     g.started = time.perf_counter()
-    g.call_id = request.headers.get("x-dheera-ai-call-id") or ids.call_id()
+    g.call_id = ids.call_id()
+    g.client_call_id = None
+    if b"%00" in request.query_string or "\x00" in request.path:
+        # No id, name or date has one, and PostgreSQL cannot even compare a text with it.
+        raise BadRequestError("The URL contains a NUL character (%00).", code="invalid_url")
+    sent = request.headers.get("x-dheera-ai-call-id")
+    if sent is not None:
+        if not CLIENT_CALL_ID.fullmatch(sent):
+            raise BadRequestError("'x-dheera-ai-call-id' must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' "
+                                  "and '-'.", param="x-dheera-ai-call-id", code="invalid_call_id")
+        g.client_call_id = sent
 
 
 def credentials() -> Credentials:
@@ -59,10 +80,27 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
         raise BadRequestError(f"The request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
+    if too_deep(raw, body):
+        raise BadRequestError(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json")
     if model is not None:
         body["model"] = model
     _check(schema, body)
     return body
+
+
+def too_deep(raw: bytes, body) -> bool:
+    """True when `body` nests more than MAX_JSON_DEPTH objects and lists (parsing allows 1,024;
+    encoding it again for an upstream or a row allows 254)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:  # the common case, at C speed
+        return False
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 @functools.cache
@@ -90,9 +128,9 @@ def _first_problem(problems, prefix="") -> tuple[str, str]:
 def new_call(call_type: str, body: dict, principal: Principal) -> Call:
     gateway_params = {k: body.pop(k) for k in GATEWAY_FIELDS if k in body}
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in KEY_HEADERS}
-    return Call(call_id=g.call_id, call_type=call_type, model=body.get("model", ""), body=body,
-                stream=bool(body.get("stream")), headers=headers, gateway_params=gateway_params,
-                principal=principal, started=g.started)
+    return Call(call_id=g.call_id, client_call_id=g.client_call_id, call_type=call_type,
+                model=body.get("model", ""), body=body, stream=bool(body.get("stream")), headers=headers,
+                gateway_params=gateway_params, principal=principal, started=g.started)
 
 
 def run(call_type: str, schema: Schema, model: str | None = None) -> Response:
@@ -161,6 +199,9 @@ def add_call_headers(response: Response) -> Response:
     call_id = getattr(g, "call_id", None)
     if call_id:
         response.headers["x-dheera-ai-call-id"] = call_id
+    client_call_id = getattr(g, "client_call_id", None)
+    if client_call_id:
+        response.headers["x-dheera-ai-client-call-id"] = client_call_id
     call = getattr(g, "call", None)
     if call is not None:
         if call.deployment is not None:

@@ -148,3 +148,11 @@ MIGRATIONS.append(
         "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )
+
+MIGRATIONS.append(
+    # The call id a client sent (`x-dheera-ai-call-id`), kept beside ours: `request_id` is always the
+    # gateway's own, so two calls never share one however a client reuses its ids.
+    (20, "spend rows keep the client's call id", [
+        "ALTER TABLE spend_logs ADD COLUMN client_call_id TEXT",
+    ]),
+)

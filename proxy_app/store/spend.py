@@ -16,7 +16,7 @@ import orjson
 SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "user_id", "team_id", "model_group",
                  "deployment", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
                  "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
-                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms")
+                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "client_call_id")
 FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
 # What a spend row's owner columns are called as total scopes.
 TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
