@@ -137,6 +137,8 @@ class Call:
     files: list[Upload] = field(default_factory=list)
     # Set for a follow-up that must reach one deployment (a stored response's GET, DELETE, ...).
     deployment_id: str | None = None
+    # Seals the response ids this call hands out to its caller (`response_ids.owner_secret`).
+    response_secret: bytes = b""
     # `time.monotonic()` by which the current attempt must have its answer (the `timeout`); None: no bound.
     deadline: float | None = None
     # Attempts beyond the first within a model group, and fallback groups tried (response headers).
