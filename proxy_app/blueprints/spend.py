@@ -81,7 +81,9 @@ def tags():
     if not admin.is_admin(principal):
         raise PermissionDeniedError("Only the master key or a proxy_admin user's key may read spend by tag.",
                                     code="admin_only")
-    return {"data": admin.store().spend_tags()}
+    page, size = admin.int_query("page", 1, 1, admin.MAX_PAGE), admin.int_query("size", 100, 1, MAX_PAGE_SIZE)
+    rows, total = admin.store().spend_tags(offset=(page - 1) * size, limit=size)
+    return {"data": rows, "total_count": total, "current_page": page, "total_pages": math.ceil(total / size)}
 
 
 @bp.get("/spend/report")

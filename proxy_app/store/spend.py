@@ -188,13 +188,16 @@ class SpendStore:
         total = self.spend_total(scope, scope_id)
         return total["spend"] if total else 0.0
 
-    def spend_tags(self) -> list[dict]:
-        """Every tag's running total, most spent first."""
+    def spend_tags(self, offset: int = 0, limit: int = 100) -> tuple[list[dict], int]:
+        """One page of the tags' running totals, most spent first, and how many tags there are."""
         with self._transaction() as cur:
-            cur.execute("SELECT scope_id, spend, calls, prompt_tokens, completion_tokens FROM spend_totals "
-                        "WHERE scope = 'tag' ORDER BY spend DESC, scope_id")
+            cur.execute("SELECT COUNT(*) FROM spend_totals WHERE scope = 'tag'")
+            total = cur.fetchone()[0]
+            cur.execute(self._sql("SELECT scope_id, spend, calls, prompt_tokens, completion_tokens FROM spend_totals "
+                                  "WHERE scope = 'tag' ORDER BY spend DESC, scope_id LIMIT ? OFFSET ?"),
+                        (limit, offset))
             return [dict(zip(("tag", "spend", "calls", "prompt_tokens", "completion_tokens"), r, strict=True))
-                    for r in cur.fetchall()]
+                    for r in cur.fetchall()], total
 
     def spend_logs(self, *, filters: dict, tag=None, start=None, end=None, offset=0, limit=50) -> tuple[list, int]:
         """One page of rows matching every filter (newest first) and how many match in all."""

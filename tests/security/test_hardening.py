@@ -3,7 +3,6 @@
 Every test here failed on the main branch of the review; each names the guard it keeps in place.
 """
 
-import json
 import logging
 import uuid
 
@@ -77,20 +76,15 @@ def test_a_response_id_is_a_404_for_any_other_key(live, client, upstream, two_ke
 
 
 def test_a_response_id_cannot_be_re_sealed_for_another_key(live, two_keys):
-    import base64
-
     from dheera_ai import response_ids
+    from proxy_app.virtual_keys import hash_key
 
     owner, other = (openai.OpenAI(base_url=live.url + "/v1", api_key=k, max_retries=0) for k in two_keys)
     created = owner.responses.create(model="demo", input="Hello")
-    payload = created.id[len(response_ids.PREFIX):]
-    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
-    deployment, upstream_id = response_ids.decode(created.id, response_ids.owner_secret(MASTER_KEY, "x")) or (
-        None, None)
-    assert deployment is None  # a guessed secret does not open it
-    forged = response_ids.encode(raw.split(":")[2][:16], "resp_anything")  # sealed with no secret
-    with pytest.raises(openai.NotFoundError):
-        other.responses.retrieve(forged)
+    deployment, _, upstream_id = response_ids._parts(created.id)  # anyone can read them: base64
+    for guess in (b"", response_ids.owner_secret(None, f"key:{hash_key(two_keys[1])}")):
+        with pytest.raises(openai.NotFoundError):
+            other.responses.retrieve(response_ids.encode(deployment, upstream_id, guess))
 
 
 # -- 11: configured secrets are redacted by value -----------------------------------------------------
@@ -132,7 +126,8 @@ def test_a_users_models_bound_a_key_without_models(client):
 def test_no_key_for_a_user_in_a_team_they_are_not_in(client):
     admin_post(client, "/user/new", user_id="bob", auto_create_key=False)
     admin_post(client, "/team/new", team_id="other-team")
-    response = client.post("/key/generate", headers=bearer(MASTER_KEY), json={"user_id": "bob", "team_id": "other-team"})
+    response = client.post("/key/generate", headers=bearer(MASTER_KEY),
+                           json={"user_id": "bob", "team_id": "other-team"})
     assert response.status_code == 400 and response.json["error"]["code"] == "user_not_in_team"
     admin_post(client, "/team/member_add", team_id="other-team", member={"user_id": "bob"})
     assert admin_post(client, "/key/generate", user_id="bob", team_id="other-team")["team_id"] == "other-team"
@@ -155,12 +150,12 @@ def test_a_deleted_key_given_again_as_key_stays_refused(client):
 # -- 13: bad input is a 400, never a 500 -----------------------------------------------------------
 
 def test_deeply_nested_bodies_are_a_400(client, upstream):
-    deep_chat = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": %s}]}' % nested(1000)
+    deep_chat = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ' + nested(1000) + "}]}"
     response = client.post("/v1/chat/completions", headers=bearer(MASTER_KEY), data=deep_chat,
                            content_type="application/json")
     assert response.status_code == 400 and "nests deeper" in response.json["error"]["message"]
-    response = client.post("/key/generate", headers=bearer(MASTER_KEY), data='{"metadata": {"a": %s}}' % nested(900),
-                           content_type="application/json")
+    response = client.post("/key/generate", headers=bearer(MASTER_KEY), content_type="application/json",
+                           data='{"metadata": {"a": ' + nested(900) + "}}")
     assert response.status_code == 400
     assert upstream.requests == []
 
@@ -280,3 +275,30 @@ def test_team_info_shows_members_only_their_own_keys(client):
     assert seen_by("lead") == ["lead", "member", "peer"]  # a team admin sees every key
     everything = client.get("/team/info", headers=bearer(MASTER_KEY), query_string={"team_id": "t"}).json
     assert len(everything["keys"]) == 3
+
+
+# -- 8: tags are bounded, and /spend/tags comes in pages ---------------------------------------------
+
+def test_a_call_with_too_many_or_too_long_tags_is_a_400(client):
+    def tagged(tags, **headers):
+        return client.post("/v1/chat/completions", headers={**bearer(MASTER_KEY), **headers},
+                           json={"model": "demo", "messages": HI, "tags": tags})
+
+    assert tagged([f"t{i}" for i in range(50)]).status_code == 200
+    too_many = tagged([f"t{i}" for i in range(150_000)])
+    assert too_many.status_code == 400 and too_many.json["error"]["code"] == "too_many_tags"
+    assert tagged(["a"], **{"x-dheera-ai-tags": ",".join(f"h{i}" for i in range(50))}).status_code == 400
+    assert tagged(["x" * 257]).json["error"]["code"] == "invalid_tag"
+
+
+def test_spend_tags_are_paginated(app, client):
+    for n in range(3):
+        assert client.post("/v1/chat/completions", headers=bearer(MASTER_KEY),
+                           json={"model": "demo", "messages": HI, "tags": [f"page-{n}"]}).status_code == 200
+    app.extensions["dheera_ai_state"].spend.flush()
+    first = client.get("/spend/tags", headers=bearer(MASTER_KEY), query_string={"size": 2}).json
+    second = client.get("/spend/tags", headers=bearer(MASTER_KEY), query_string={"size": 2, "page": 2}).json
+    assert first["total_count"] == 3 and first["total_pages"] == 2
+    assert len(first["data"]) == 2 and len(second["data"]) == 1
+    assert {t["tag"] for t in first["data"] + second["data"]} == {"page-0", "page-1", "page-2"}
+    assert client.get("/spend/tags", headers=bearer(MASTER_KEY), query_string={"size": 5000}).status_code == 400
