@@ -9,9 +9,10 @@ import time
 import orjson
 from flask import Response, current_app, g, request
 from marshmallow import Schema
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from dheera_ai import ids
-from dheera_ai.errors import BadRequestError
+from dheera_ai.errors import BadRequestError, DheeraAIError
 from dheera_ai.types import GATEWAY_FIELDS, Call, Credentials, Principal, Reply, Upload
 from proxy_app.validation import FastValidator
 
@@ -29,6 +30,12 @@ def engine():
 CLIENT_CALL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Far beyond any real request (a JSON schema in `response_format` nests a dozen levels).
 MAX_JSON_DEPTH = 100
+
+
+class FormTooLargeError(DheeraAIError):
+    status = 413
+    error_type = "invalid_request_error"
+    default_code = "form_too_large"
 
 
 def start_request() -> None:
@@ -72,6 +79,7 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
     """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise.
     `model` (from the path, on Azure-style routes) replaces the body's."""
     raw = request.get_data(cache=False)
+    _check_whole_stream()
     if not raw:
         raise BadRequestError("The request body is empty; send a JSON object.", code="invalid_json")
     try:
@@ -86,6 +94,13 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
         body["model"] = model
     _check(schema, body)
     return body
+
+
+def _check_whole_stream() -> None:
+    """A body without a Content-Length (chunked) is read up to the limit and no further: one that
+    filled it may have been cut there, so it is refused as too large, like a declared one (413)."""
+    if request.content_length is None and getattr(request.stream, "is_exhausted", False):
+        raise RequestEntityTooLarge()
 
 
 def too_deep(raw: bytes, body) -> bool:
@@ -155,7 +170,15 @@ def run_upload(call_type: str, schema: Schema, model: str | None = None) -> Resp
 def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Upload]]:
     if request.mimetype != "multipart/form-data":
         raise BadRequestError("Send this request as multipart/form-data (fields and files).", code="invalid_body")
-    form = request.form
+    try:
+        form = request.form
+    except RequestEntityTooLarge:
+        declared = request.content_length
+        if declared is None or declared > current_app.config["MAX_CONTENT_LENGTH"]:
+            raise  # the body itself is over the limit
+        raise FormTooLargeError(f"The form has more than {request.max_form_parts} parts, or a text field over "
+                                f"{request.max_form_memory_size // 1024} KB; send files as file parts.") from None
+    _check_whole_stream()
     if None in form or None in request.files:  # a part with no name= in its Content-Disposition
         raise BadRequestError("Every part of a multipart form needs a name.", code="invalid_body")
     # A repeated field (`include[]`, `timestamp_granularities[]`) stays a list; any other is a string.
