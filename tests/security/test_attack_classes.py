@@ -34,7 +34,8 @@ def chat(client, key, **body):
 # -- SQL injection in key and admin lookups ---------------------------------------------------------
 
 INJECTIONS = ["' OR '1'='1", "x' OR 1=1 --", "'; DROP TABLE keys; --", "\" OR \"\"=\"", "1) OR (1=1",
-              "' UNION SELECT key_hash, key_hash FROM keys --", "%' OR key_alias LIKE '%", "\\'; SELECT pg_sleep(5); --"]
+              "' UNION SELECT key_hash, key_hash FROM keys --", "%' OR key_alias LIKE '%",
+              "\\'; SELECT pg_sleep(5); --"]
 LOOKUPS = [("/key/info", "key"), ("/key/list", "user_id"), ("/key/list", "team_id"), ("/key/list", "key_alias"),
            ("/user/info", "user_id"), ("/team/info", "team_id"), ("/spend/logs", "api_key"),
            ("/spend/logs", "user_id"), ("/spend/logs", "tag"), ("/spend/logs", "model")]
