@@ -30,6 +30,7 @@ def engine():
 CLIENT_CALL_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Far beyond any real request (a JSON schema in `response_format` nests a dozen levels).
 MAX_JSON_DEPTH = 100
+ORJSON_DEPTH = 254  # orjson.dumps: "Recursion limit reached" beyond it
 
 
 class FormTooLargeError(DheeraAIError):
@@ -105,16 +106,20 @@ def _check_whole_stream() -> None:
 
 def too_deep(raw: bytes, body) -> bool:
     """True when `body` nests more than MAX_JSON_DEPTH objects and lists (parsing allows 1,024;
-    encoding it again for an upstream or a row allows 254)."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:  # the common case, at C speed
+    encoding it again for an upstream or a row allows 254).
+
+    orjson encodes at most ORJSON_DEPTH nested containers: wrapped in ORJSON_DEPTH - MAX_JSON_DEPTH
+    lists, a body encodes exactly when it nests at most MAX_JSON_DEPTH levels. That is the check,
+    at orjson's speed (a walk in Python took ~0.3 ms for 200 messages with content parts)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:  # the common case
         return False
-    stack = [(body, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return True
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    wrapped = body
+    for _ in range(ORJSON_DEPTH - MAX_JSON_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError as e:
+        return "Recursion" in str(e)
     return False
 
 
