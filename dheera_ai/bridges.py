@@ -44,7 +44,7 @@ class Bridges:
         else:
             reply = provider.handle(call, deployment)  # raises: unsupported call type
         if call.call_type in RESPONSES_CALLS:
-            _encode_response_ids(reply, deployment.id)
+            _encode_response_ids(reply, deployment.id, call.response_secret)
         if reply.stream is not None and reply.error_event is None:
             reply.error_event = STREAM_ERROR_EVENTS.get(call.call_type)
         return reply
@@ -246,11 +246,12 @@ def _close(stream) -> None:
         close()
 
 
-def _encode_response_ids(reply: Reply, deployment_id: str) -> None:
-    """Replace the upstream's response ids with ids that carry the deployment (see response_ids)."""
+def _encode_response_ids(reply: Reply, deployment_id: str, secret: bytes) -> None:
+    """Replace the upstream's response ids with ids that carry the deployment, sealed for the
+    caller (see response_ids)."""
     def rewrite(data: bytes) -> bytes:
         return _RESPONSE_ID.sub(lambda m: b'"' + m.group(1) + b'"' + m.group(2) + b'"' + response_ids.encode(
-            deployment_id, m.group(3).decode()).encode() + b'"', data)
+            deployment_id, m.group(3).decode(), secret).encode() + b'"', data)
 
     if reply.data is not None:
         reply.body, reply.data = rewrite(orjson.dumps(reply.data)), None

@@ -157,6 +157,10 @@ class GeneralSettingsSchema(Schema):
     # Your own price table instead of the shipped one (dheera_ai/model_prices.yaml); checked here so
     # a wrong path stops start-up with the key's name, not each worker as it boots.
     model_prices_path = fields.String(allow_none=True, validate=_existing_file)
+    # Slow request bodies (gevent workers, proxy_app/body_deadline.py): the longest a body may take
+    # to arrive, and how many connections of a worker may still be sending theirs after a second.
+    request_body_timeout = fields.Float(load_default=60.0, validate=_positive)
+    max_slow_body_connections = fields.Integer(load_default=100, validate=validate.Range(min=1))
 
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",

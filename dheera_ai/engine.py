@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
-from dheera_ai import http
+from dheera_ai import http, redact
 from dheera_ai.config import Config, ConfigError, build_config
 from dheera_ai.guardrails import GuardrailKinds
 from dheera_ai.guardrails.config import build_guardrails
@@ -21,6 +22,10 @@ class Engine:
     def __init__(self, config: Config, plugin_manager, providers: ProviderRegistry, guardrails=(),
                  guardrail_kinds: GuardrailKinds | None = None):
         self.config = config
+        # Configured secrets are masked by value in every error and log line, whatever they look like.
+        redact.remember_secrets(redact.secret_values(
+            [d.params for d in config.deployments], config.general_settings,
+            {name: value for name, value in os.environ.items() if redact.is_secret_name(name)}))
         self.plugin_manager = plugin_manager
         self.providers = providers
         self.router = Router(config.deployments, config.router_settings, cooldown_store(config))

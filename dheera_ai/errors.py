@@ -7,6 +7,8 @@ OpenAI SDK's exceptions, so code written against `openai` reads the same against
 
 from __future__ import annotations
 
+from dheera_ai.redact import redact
+
 
 class DheeraAIError(Exception):
     """Base of every error the gateway renders; subclasses set `status` and `error_type`."""
@@ -19,6 +21,9 @@ class DheeraAIError(Exception):
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  provider: str | None = None, headers: dict | None = None, status: int | None = None):
+        # Every error text passes here, whoever raised it and wherever it goes (a client's answer,
+        # a stream's error event, a log line): an upstream that echoes a key does not leak it.
+        message = redact(message) if isinstance(message, str) else message
         super().__init__(message)
         self.message = message
         self.param = param

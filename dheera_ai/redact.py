@@ -1,17 +1,22 @@
 """Secrets out of everything the gateway writes down: log lines, error texts, debug dumps.
 
-Two rules, applied together: text is scanned for things shaped like credentials (provider keys,
-Bearer tokens, `Authorization:` / `api-key:` header lines), and in structured data anything under
-a key *named* like a secret is masked whatever it looks like. A masked key keeps a short prefix
-(`sk-abcd****`) so an operator can still tell which key it was.
+Three rules, applied together: every secret value the gateway was configured with (a deployment's
+`api_key`, the master key, a secret-named environment variable) is masked wherever it appears,
+whatever it looks like (an Azure key is 32 hex digits, which no pattern can tell from an id); text
+is scanned for things shaped like credentials (provider keys, Bearer tokens, `Authorization:` /
+`api-key:` header lines); and in structured data anything under a key *named* like a secret is
+masked. A masked key keeps a short prefix (`sk-abcd****`) so an operator can still tell which it was.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 MASK = "****"
+# Shorter configured values are not masked by value: "test" or "1234" would mask ordinary words.
+MIN_KNOWN_SECRET = 8
 
 _TEXT_PATTERNS = re.compile(
     r"(?P<keep>\bsk-ant-[A-Za-z0-9]{3,6}-?)[A-Za-z0-9_\-]{8,}"          # Anthropic: sk-ant-api03-...
@@ -40,11 +45,61 @@ def is_secret_name(name) -> bool:
     return words[-1] == "key" or any(w in _SECRET_WORDS for w in words)
 
 
+# The configured secret values of every engine built in this process, longest first.
+_known_secrets: set = set()
+_known_pattern: re.Pattern | None = None
+
+
+def remember_secrets(values) -> None:
+    """Mask these exact values wherever `redact` sees them from now on."""
+    global _known_pattern
+    new = {v for v in values if isinstance(v, str) and len(v) >= MIN_KNOWN_SECRET} - _known_secrets
+    if new:
+        _known_secrets.update(new)
+        ordered = sorted(_known_secrets, key=len, reverse=True)  # a key that contains another masks whole
+        _known_pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def secret_values(*sources):
+    """The values in `sources` (dicts and lists, at any depth) that are secrets: anything under a
+    secret-named field, and the password of a URL (`database_url`, `redis_url`)."""
+    for source in sources:
+        yield from _secret_values(source, False)
+
+
+def _secret_values(data, named: bool):
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            yield from _secret_values(value, named or is_secret_name(key))
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            yield from _secret_values(value, named)
+    elif isinstance(data, str):
+        if named:
+            yield data
+        if "://" in data:
+            try:
+                password = urlsplit(data).password
+            except ValueError:
+                password = None
+            if password:
+                yield password
+
+
 def redact(text: str) -> str:
     """Mask anything in `text` that looks like a credential, keeping a short prefix to recognise it."""
     if not text:
         return text
+    if _known_pattern is not None:
+        text = _known_pattern.sub(_mask_match, text)
     return _TEXT_PATTERNS.sub(_keep_prefix, text)
+
+
+def _mask_match(match: re.Match) -> str:
+    """A known secret, masked as its pattern would (the same prefix), or as a secret field is."""
+    value = match.group()
+    shaped = _TEXT_PATTERNS.sub(_keep_prefix, value)
+    return shaped if shaped != value else mask_value(value)
 
 
 def _keep_prefix(match: re.Match) -> str:

@@ -127,6 +127,8 @@ class Call:
     call_type: str  # "chat_completions", "embeddings", ...
     model: str
     body: dict  # what goes upstream: the request less the gateway's own fields
+    # The id the client sent in `x-dheera-ai-call-id` (validated), for tracing; `call_id` is ours.
+    client_call_id: str | None = None
     stream: bool = False
     headers: dict = field(default_factory=dict)  # request headers, lower-cased names
     gateway_params: dict = field(default_factory=dict)
@@ -145,6 +147,8 @@ class Call:
     files: list[Upload] = field(default_factory=list)
     # Set for a follow-up that must reach one deployment (a stored response's GET, DELETE, ...).
     deployment_id: str | None = None
+    # Seals the response ids this call hands out to its caller (`response_ids.owner_secret`).
+    response_secret: bytes = b""
     # `time.monotonic()` by which the current attempt must have its answer (the `timeout`); None: no bound.
     deadline: float | None = None
     # Attempts beyond the first within a model group, and fallback groups tried (response headers).

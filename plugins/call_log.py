@@ -28,6 +28,7 @@ def record(call, outcome, detailed: bool = False) -> dict:
     line = {
         "event": "call",
         "call_id": call.call_id,
+        "client_call_id": call.client_call_id,
         "call_type": call.call_type,
         "key_alias": principal.key_alias if principal else None,
         "user_id": principal.user_id if principal else None,

@@ -8,6 +8,10 @@ from dheera_ai import hookimpl, storable
 from dheera_ai.errors import BadRequestError
 
 TAGS_HEADER = "x-dheera-ai-tags"
+# A call's own tags (body, metadata and header together): each becomes a stored row and a running
+# total, so a client must not be able to send thousands, or tags the size of a prompt.
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 256
 
 
 @hookimpl(tryfirst=True)
@@ -34,6 +38,13 @@ def dheera_ai_pre_call(call, settings):
     header = call.headers.get(TAGS_HEADER)
     if header:
         tags += [t.strip() for t in header.split(",") if t.strip()]
+    tags = list(dict.fromkeys(tags))
+    if len(tags) > MAX_TAGS:
+        raise BadRequestError(f"A call may carry at most {MAX_TAGS} tags; {len(tags)} were sent.", param="tags",
+                              code="too_many_tags")
+    if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
+        raise BadRequestError(f"A tag may be at most {MAX_TAG_LENGTH} characters long.", param="tags",
+                              code="invalid_tag")
     if call.principal is not None:
         tags += list(call.principal.tags)
     _refuse_unstorable(tags, "tags")

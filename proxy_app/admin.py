@@ -12,6 +12,8 @@ from dheera_ai.types import Principal
 from proxy_app import calls
 
 ADMIN_ROLE = "proxy_admin"
+# The last page a listing serves: page x size stays far inside the store's 64-bit OFFSET.
+MAX_PAGE = 10**9
 
 
 def state():
@@ -51,6 +53,9 @@ def body(schema: Schema) -> dict:
     fields alone, and admin schemas must also refuse unknown ones.
     """
     data = calls.json_body(schema)
+    if _has_nul(data):
+        raise BadRequestError("The request body contains a NUL character (\\u0000), which no name or id may have.",
+                              code="invalid_value")
     try:
         return schema.load(data)
     except ValidationError as e:
@@ -58,11 +63,34 @@ def body(schema: Schema) -> dict:
         raise BadRequestError(f"Invalid value for '{field}': {message}", param=field, code="invalid_value") from None
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def query(name: str, required: bool = True) -> str | None:
     value = request.args.get(name)
     if required and not value:
         raise BadRequestError(f"Missing query parameter '{name}'.", param=name, code="missing_parameter")
     return value
+
+
+def int_query(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within [low, high]; a 400 naming it otherwise (a page past
+    2**63 would overflow the store's OFFSET)."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    # isdigit() alone also accepts digits int() refuses ('²'), hence the ASCII check.
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise BadRequestError(f"'{name}' must be a whole number from {low} to {high}.", param=name,
+                              code="invalid_value")
+    return int(value)
 
 
 def timestamp(seconds: float | None) -> str | None:

@@ -8,7 +8,7 @@ from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
-from proxy_app import calls, errors, metrics, openapi
+from proxy_app import body_deadline, calls, errors, metrics, openapi
 from proxy_app.blueprints import (
     audio,
     azure,
@@ -58,6 +58,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     gateway_metrics = metrics.Metrics()
     engine = Engine.from_raw_config(raw, source=source, load_entrypoints=load_entrypoints,
                                     plugins=[*plugins, gateway_metrics])
+    gateway_metrics.configured = {d.id: d.model_name for d in engine.config.deployments}
     # Built here, in the worker, after gunicorn forked: nothing connects before this point.
     state = State(engine.config)
     state.try_ensure_schema()
@@ -72,6 +73,10 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.extensions["dheera_ai"] = engine
     app.extensions["dheera_ai.metrics"] = gateway_metrics
     app.extensions["dheera_ai_state"] = state
+    if body_deadline.gevent_running():
+        settings = engine.config.general_settings
+        app.wsgi_app = body_deadline.BodyDeadline(app.wsgi_app, settings["request_body_timeout"],
+                                                  settings["max_slow_body_connections"])
     errors.register(app)
     app.before_request(calls.start_request)
     app.after_request(calls.add_call_headers)

@@ -32,6 +32,8 @@ class Metrics:
     """The gateway's metrics, registered as a plugin; one instance per app."""
 
     def __init__(self):
+        # Deployment id -> model group, of the config's deployments: the only names labels take.
+        self.configured: dict[str, str] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("dheera_ai_requests", "Model calls answered, by outcome",
@@ -62,7 +64,7 @@ class Metrics:
     # The post-call hooks run after spend logging's (trylast), so the call's cost is known.
     @hookimpl(trylast=True)
     def dheera_ai_post_call_success(self, call, outcome):
-        group, deployment = _labels(call)
+        group, deployment = self._labels(call)
         self.in_flight.dec()
         self.requests.labels(group, deployment, str(outcome.status)).inc()
         self._spent(group, call)
@@ -77,7 +79,7 @@ class Metrics:
 
     @hookimpl(trylast=True)
     def dheera_ai_post_call_failure(self, call, outcome):
-        group, deployment = _labels(call)
+        group, deployment = self._labels(call)
         self.in_flight.dec()
         self.requests.labels(group, deployment, str(outcome.status)).inc()
         self.errors.labels(group, type(outcome.error).__name__).inc()
@@ -88,9 +90,20 @@ class Metrics:
         if call.cost:  # None when unpriced (or spend logging is not loaded)
             self.spend.labels(group).inc(call.cost)
 
+    def _labels(self, call) -> tuple[str, str]:
+        """(model group, deployment) as configured; a deployment a client built (`user_config`)
+        is one `user_config` label whatever it named itself, so clients cannot add series."""
+        deployment = call.deployment
+        if deployment is None:
+            return "unknown", "none"
+        group = self.configured.get(deployment.id)
+        if group is None:
+            return "user_config", "user_config"
+        return group, deployment.id
+
     def spend_row_dropped(self, call) -> None:
         """Spend logging's report of a row the full spool refused."""
-        self.spend_rows_dropped.labels(_labels(call)[0]).inc()
+        self.spend_rows_dropped.labels(self._labels(call)[0]).inc()
 
     def exposition(self, engine, spool) -> bytes:
         if multiprocess():
@@ -131,11 +144,6 @@ class SharedStateCollector:
                                 "spool's dead-letter file", value=self.spool.quarantined_rows())
 
 
-def _labels(call) -> tuple[str, str]:
-    deployment = call.deployment
-    if deployment is None:
-        return "unknown", "none"
-    return deployment.model_name, deployment.id
 
 
 @bp.get("/metrics")

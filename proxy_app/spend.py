@@ -214,7 +214,8 @@ class SpendTracker:
         principal, deployment, error = call.principal, call.deployment, outcome.error
         end = time.time()
         return {
-            "row_id": ids.row_id(), "request_id": call.call_id, "call_type": call.call_type,
+            "row_id": ids.row_id(), "request_id": call.call_id,
+            "client_call_id": call.client_call_id, "call_type": call.call_type,
             "key_hash": principal.key_hash if principal else None,
             "key_alias": principal.key_alias if principal else None,
             "user_id": principal.user_id if principal else None, "team_id": principal.team_id if principal else None,

@@ -77,18 +77,19 @@ def model_set(models) -> frozenset | None:
     return frozenset(models)
 
 
-def effective_models(key_models, team_models, access_groups: dict) -> frozenset | None:
-    """What a key may call: its own models bounded by its team's, access groups expanded."""
+def effective_models(key_models, team_models, access_groups: dict, user_models=None) -> frozenset | None:
+    """What a key may call: its own models bounded by its team's and its user's, access groups expanded."""
     def expand(models):
         names = model_set(models)
         if names is None:
             return None
         return frozenset(n for name in names for n in (access_groups.get(name, set()) | {name}))
 
-    mine, team = expand(key_models), expand(team_models)
-    if mine is None:
-        return team
-    return mine if team is None else mine & team
+    allowed = None
+    for bound in (expand(key_models), expand(team_models), expand(user_models)):
+        if bound is not None:
+            allowed = bound if allowed is None else allowed & bound
+    return allowed
 
 
 def access_groups(config) -> dict:
@@ -211,7 +212,8 @@ class VirtualKeyAuth:
         principal = Principal(
             kind="virtual_key", key_hash=row["key_hash"], key_alias=row["key_alias"], user_id=row["user_id"],
             team_id=row["team_id"],
-            models=effective_models(row["models"], team["models"] if team else None, self.groups),
+            models=effective_models(row["models"], team["models"] if team else None, self.groups,
+                                    user["models"] if user else None),
             metadata=dict(row["metadata"]), team_metadata=dict(team["metadata"]) if team else {},
             tags=tuple(row["tags"]) + tuple(team["tags"] if team else ()),
             user_role=user["user_role"] if user else None, limits=limits,

@@ -1,18 +1,41 @@
-"""gunicorn's gevent worker, with gevent imported in the worker process only.
+"""gunicorn's gevent worker, with gevent imported in the worker process only, and gunicorn's own
+error pages in the OpenAI error shape.
 
 gunicorn's master loads the worker class to build each worker object before forking it, and
 `gunicorn.workers.ggevent` imports gevent at its top: ~4.5 MB in a master that never runs a
 greenlet, counted again in every worker's memory. The master sees this class instead; in the
 forked process, before anything runs, the object becomes gunicorn's own `GeventWorker` (same
 base class, so the same state), and gevent is imported and patches the standard library there.
+
+A request gunicorn refuses before the app sees it (a request line over 8 KB, a header over 8 KB,
+more than 100 headers, both Content-Length and Transfer-Encoding) is answered by
+`gunicorn.util.write_error`, an HTML page: the worker replaces it with `write_json_error`, the
+same status and reason with `{"error": {...}}` as every other answer, so a client's SDK can read it.
 """
+
+import json
 
 from gunicorn.workers.base_async import AsyncWorker
 
 
 class GeventWorker(AsyncWorker):
     def init_process(self):
+        from gunicorn import util
         from gunicorn.workers.ggevent import GeventWorker as Worker
 
+        util.write_error = write_json_error
         self.__class__ = Worker
         Worker.init_process(self)
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's `util.write_error`, answering JSON in the OpenAI error shape."""
+    from gunicorn import util
+
+    message = f"{reason}: {mesg}" if mesg else reason
+    body = json.dumps({"error": {
+        "message": message, "type": "invalid_request_error" if status_int < 500 else "api_error",
+        "param": None, "code": reason.lower().replace(" ", "_")}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)

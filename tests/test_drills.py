@@ -357,7 +357,7 @@ def test_a_worker_killed_under_load_the_other_serves_gunicorn_replaces_it_and_no
 
         def request_ids():
             with contextlib.closing(sqlite3.connect(tmp_path / "dheera_ai.sqlite3")) as db:
-                return db.execute("SELECT request_id FROM spend_logs").fetchall()
+                return db.execute("SELECT client_call_id FROM spend_logs WHERE client_call_id IS NOT NULL").fetchall()
 
         drained = wait_for_rows(request_ids, load.answered(), since=stopped)
         time.sleep(1.0)  # more rounds of both writers change nothing
@@ -474,7 +474,7 @@ def test_postgres_stopped_under_load_spend_rows_are_spooled_and_stored_exactly_o
             return schema._admin.execute(sql.replace("spend_", f'"{schema.name}".spend_')).fetchall()
 
         def request_ids():
-            return stored("SELECT request_id FROM spend_logs")
+            return stored("SELECT client_call_id FROM spend_logs WHERE client_call_id IS NOT NULL")
 
         deadline = time.time() + 30
         while spool_pending(process) and time.time() < deadline:

@@ -92,6 +92,8 @@ def client_routing(call: Call, config, router, providers):
     if user_config is not None and not allow_all:
         raise _disabled(offered, per_deployment=False)
     _refuse_server_references({"user_config": user_config, **values})
+    if "api_key" in values:
+        check_header_value(values["api_key"], "api_key")
     if user_config is not None:
         router = user_router(user_config, allowed_hosts, providers)
     if not values:
@@ -127,6 +129,8 @@ def user_router(raw, allowed_hosts: tuple, providers):
             raise BadRequestError(f"Invalid {where}: {problem}", param=where, code="invalid_user_config") from None
         except ValueError as e:
             raise BadRequestError(f"Invalid {where}.model: {e}", param=where, code="invalid_user_config") from None
+        if deployment.params.get("api_key") is not None:
+            check_header_value(deployment.params["api_key"], f"{where}.api_key")
         if deployment.params.get("api_base") is not None:
             check_client_url(deployment.params["api_base"], allowed_hosts, param=f"{where}.api_base")
         key_params = providers[deployment.provider].key_params
@@ -146,6 +150,14 @@ def user_router(raw, allowed_hosts: tuple, providers):
         problem = flatten_errors(e.messages, ("user_config",))[0]
         raise BadRequestError(f"Invalid {problem}", param="user_config", code="invalid_user_config") from None
     return Router(deployments, settings, MemoryCooldowns())
+
+
+def check_header_value(value, param: str) -> None:
+    """A client's key goes upstream in a header: printable ASCII only (a zero-width space or a
+    line break cannot be sent, or would split the header)."""
+    if not isinstance(value, str) or not value or not all("!" <= c <= "~" for c in value):
+        raise BadRequestError(f"'{param}' must be printable ASCII without spaces.", param=param,
+                              code="invalid_value")
 
 
 def _refuse_server_references(value, path: str = "") -> None:

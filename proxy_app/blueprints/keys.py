@@ -63,6 +63,10 @@ def key_changes(store, data: dict, existing: dict | None = None) -> dict:
         if team is None:
             raise BadRequestError(f"There is no team '{merged['team_id']}'.", param="team_id", code="team_not_found")
         check_within_team(merged, team, admin.state().auth.groups)
+        members = {m["user_id"] for m in store.team_members(team["team_id"])}
+        if merged.get("user_id") and merged["user_id"] not in members:
+            raise BadRequestError(f"User '{merged['user_id']}' is not a member of team '{team['team_id']}'; add "
+                                  "them with /team/member_add first.", param="user_id", code="user_not_in_team")
     return changes
 
 
@@ -114,24 +118,12 @@ def info():
 @bp.get("/key/list")
 def list_keys():
     admin.require_admin()
-    page, size = _positive_int("page", 1), _positive_int("size", 10)
-    if size > MAX_PAGE_SIZE:
-        raise BadRequestError(f"'size' may be at most {MAX_PAGE_SIZE}.", param="size", code="invalid_value")
+    page, size = admin.int_query("page", 1, 1, admin.MAX_PAGE), admin.int_query("size", 10, 1, MAX_PAGE_SIZE)
     rows, total = admin.store().list_keys(user_id=request.args.get("user_id"), team_id=request.args.get("team_id"),
                                           key_alias=request.args.get("key_alias"),
                                           offset=(page - 1) * size, limit=size)
     return {"keys": [key_view(r) for r in rows], "total_count": total, "current_page": page,
             "total_pages": math.ceil(total / size)}
-
-
-def _positive_int(name: str, default: int) -> int:
-    value = request.args.get(name)
-    if value is None:
-        return default
-    # isdigit() alone also accepts digits int() refuses ('²'), hence the ASCII check.
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise BadRequestError(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
-    return int(value)
 
 
 @bp.post("/key/update")

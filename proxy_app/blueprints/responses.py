@@ -1,7 +1,8 @@
 """The Responses API: create (plain or streamed), retrieve, delete, input_items.
 
 Every response id the gateway returns names the deployment that made it (`dheera_ai.response_ids`),
-so a follow-up (GET, DELETE, input_items, `previous_response_id`) goes back to that deployment.
+so a follow-up (GET, DELETE, input_items, `previous_response_id`) goes back to that deployment;
+and it is sealed for its owner (the key's user, else the key), so another key's follow-up is a 404.
 """
 
 from flask import Blueprint, request
@@ -22,7 +23,11 @@ _PREFIXES = (*PREFIXES, "/openai")
 def create():
     principal = calls.authenticate()
     call = calls.new_call("responses", calls.json_body(_schema), principal)
-    pinned = response_ids.decode(call.body.get("previous_response_id"))
+    call.response_secret = _secret(principal)
+    previous = call.body.get("previous_response_id")
+    pinned = response_ids.decode(previous, call.response_secret)
+    if pinned is None and response_ids.is_ours(previous):  # another caller's response
+        raise _not_found(previous, "previous_response_id")
     if pinned is not None:
         call.deployment_id, call.body["previous_response_id"] = pinned
         # The group actually used is the one access checks must see, whatever `model` said.
@@ -47,13 +52,30 @@ def input_items(response_id):
 
 def _follow_up(call_type: str, response_id: str):
     principal = calls.authenticate()
-    pinned = response_ids.decode(response_id)
+    secret = _secret(principal)
+    pinned = response_ids.decode(response_id, secret)
     if pinned is None:
-        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id",
-                            code="response_not_found")
+        raise _not_found(response_id, "response_id")
     deployment = calls.engine().router.find(pinned[0])
     query = {key: values if len(values) > 1 else values[0] for key, values in request.args.lists()}
     call = calls.new_call(call_type, {**query, "model": deployment.model_name, "response_id": pinned[1]},
                           principal)
     call.deployment_id = deployment.id
+    call.response_secret = secret
     return calls.execute(call)
+
+
+def _secret(principal) -> bytes:
+    """What seals this caller's response ids: a key's user owns them (all their keys share them),
+    else the key; the master key's are its own."""
+    if principal.user_id:
+        owner = f"user:{principal.user_id}"
+    elif principal.key_hash:
+        owner = f"key:{principal.key_hash}"
+    else:
+        owner = principal.kind
+    return response_ids.owner_secret(calls.engine().config.master_key, owner)
+
+
+def _not_found(response_id: str, param: str) -> NotFoundError:
+    return NotFoundError(f"Response with id '{response_id}' not found.", param=param, code="response_not_found")

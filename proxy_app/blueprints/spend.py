@@ -50,17 +50,6 @@ def _time(name: str) -> float | None:
     return parsed.timestamp()
 
 
-def _int(name: str, default: int, low: int, high: int) -> int:
-    value = request.args.get(name, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadRequestError(f"'{name}' must be a whole number.", param=name, code="invalid_value") from None
-    if not low <= number <= high:
-        raise BadRequestError(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_value")
-    return number
-
-
 def _range() -> tuple[float | None, float | None]:
     start, end = _time("start_date"), _time("end_date")
     if end is not None and request.args.get("end_date", "").count(":") == 0 and len(request.args["end_date"]) == 10:
@@ -76,7 +65,7 @@ def logs():
                "team": request.args.get("team_id"), "model": request.args.get("model"), **forced}
     if forced and key and token_of(key) != forced["key"]:
         raise PermissionDeniedError("A key may read its own spend only.", param="api_key", code="admin_only")
-    page, size = _int("page", 1, 1, 10**9), _int("size", 50, 1, MAX_PAGE_SIZE)
+    page, size = admin.int_query("page", 1, 1, admin.MAX_PAGE), admin.int_query("size", 50, 1, MAX_PAGE_SIZE)
     start, end = _range()
     rows, total = admin.store().spend_logs(filters=filters, tag=request.args.get("tag"), start=start, end=end,
                                            offset=(page - 1) * size, limit=size)
@@ -92,7 +81,9 @@ def tags():
     if not admin.is_admin(principal):
         raise PermissionDeniedError("Only the master key or a proxy_admin user's key may read spend by tag.",
                                     code="admin_only")
-    return {"data": admin.store().spend_tags()}
+    page, size = admin.int_query("page", 1, 1, admin.MAX_PAGE), admin.int_query("size", 100, 1, MAX_PAGE_SIZE)
+    rows, total = admin.store().spend_tags(offset=(page - 1) * size, limit=size)
+    return {"data": rows, "total_count": total, "current_page": page, "total_pages": math.ceil(total / size)}
 
 
 @bp.get("/spend/report")

@@ -63,9 +63,17 @@ def info():
         raise PermissionDeniedError("A key may only look up its own team.", code="admin_only")
     store = admin.store()
     team = existing_team(store, team_id)
-    keys, _ = store.list_keys(team_id=team["team_id"], limit=1000)
+    if admin.is_admin(principal) or _team_admin(store, team["team_id"], principal.user_id):
+        keys, _ = store.list_keys(team_id=team["team_id"], limit=1000)
+    else:  # a member sees the team, and of its keys only their own
+        keys = [k for k in store.list_keys(team_id=team["team_id"], limit=1000)[0]
+                if k["key_hash"] == principal.key_hash or (principal.user_id and k["user_id"] == principal.user_id)]
     return {"team_id": team["team_id"], "team_info": {**team_view(store, team), "spend": store.spend_of(
         "team", team["team_id"])}, "keys": [key_view(k) for k in keys]}
+
+
+def _team_admin(store, team_id: str, user_id: str | None) -> bool:
+    return user_id is not None and {"user_id": user_id, "role": "admin"} in store.team_members(team_id)
 
 
 @bp.post("/team/update")

@@ -150,6 +150,14 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
+    # The call id a client sent (`x-dheera-ai-call-id`), kept beside ours: `request_id` is always the
+    # gateway's own, so two calls never share one however a client reuses its ids.
+    (20, "spend rows keep the client's call id", [
+        "ALTER TABLE spend_logs ADD COLUMN client_call_id TEXT",
+    ]),
+)
+
+MIGRATIONS.append(
     (90, "what each guardrail did, on the spend row", [
         # JSON: [{"guardrail", "phase", "result", "items", "entities"}]; NULL for rows before it.
         "ALTER TABLE spend_logs ADD COLUMN guardrails TEXT",

@@ -16,7 +16,8 @@ import orjson
 SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "user_id", "team_id", "model_group",
                  "deployment", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
                  "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
-                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "guardrails")
+                 "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "client_call_id",
+                 "guardrails")
 FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
 # What a spend row's owner columns are called as total scopes.
 TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
@@ -194,13 +195,16 @@ class SpendStore:
         total = self.spend_total(scope, scope_id)
         return total["spend"] if total else 0.0
 
-    def spend_tags(self) -> list[dict]:
-        """Every tag's running total, most spent first."""
+    def spend_tags(self, offset: int = 0, limit: int = 100) -> tuple[list[dict], int]:
+        """One page of the tags' running totals, most spent first, and how many tags there are."""
         with self._transaction() as cur:
-            cur.execute("SELECT scope_id, spend, calls, prompt_tokens, completion_tokens FROM spend_totals "
-                        "WHERE scope = 'tag' ORDER BY spend DESC, scope_id")
+            cur.execute("SELECT COUNT(*) FROM spend_totals WHERE scope = 'tag'")
+            total = cur.fetchone()[0]
+            cur.execute(self._sql("SELECT scope_id, spend, calls, prompt_tokens, completion_tokens FROM spend_totals "
+                                  "WHERE scope = 'tag' ORDER BY spend DESC, scope_id LIMIT ? OFFSET ?"),
+                        (limit, offset))
             return [dict(zip(("tag", "spend", "calls", "prompt_tokens", "completion_tokens"), r, strict=True))
-                    for r in cur.fetchall()]
+                    for r in cur.fetchall()], total
 
     def spend_logs(self, *, filters: dict, tag=None, start=None, end=None, offset=0, limit=50) -> tuple[list, int]:
         """One page of rows matching every filter (newest first) and how many match in all."""

@@ -97,6 +97,7 @@ class SQLStore(SpendStore):
 
     def insert_key(self, row: dict) -> dict:
         with self._transaction(write=True) as cur:
+            self._refuse_revoked(cur, row["key_hash"])
             self._insert(cur, "keys", KEY_COLUMNS, row, what="key")
         return self.get_key(row["key_hash"])
 
@@ -155,6 +156,7 @@ class SQLStore(SpendStore):
     def regenerate_key(self, old_hash: str, new_hash: str, key_name: str, changes: dict) -> dict | None:
         """Move a key to a new secret (and apply `changes`); the old secret is refused from now on."""
         with self._transaction(write=True) as cur:
+            self._refuse_revoked(cur, new_hash)
             moved = {"key_hash": new_hash, "key_name": key_name, **changes}
             if not self._update(cur, "keys", "key_hash", old_hash, moved, what="key"):
                 return None
@@ -326,6 +328,13 @@ class SQLStore(SpendStore):
             cur.execute(self._sql(f"DELETE FROM keys WHERE key_hash IN ({hash_marks})"), tuple(hashes))
             self._revoke(cur, hashes, "deleted")
         return hashes
+
+    def _refuse_revoked(self, cur, key_hash: str) -> None:
+        """A deleted or replaced key stays refused: given again as `key=`, it is not a new key."""
+        cur.execute(self._sql("SELECT reason FROM revoked_keys WHERE key_hash = ?"), (key_hash,))
+        found = cur.fetchone()
+        if found:
+            raise ConflictError(f"That key was {found[0]}; a revoked key is never used again.", code="key_revoked")
 
     def _revoke(self, cur, hashes, reason):
         for key_hash in hashes:
