@@ -147,6 +147,8 @@ class GeneralSettingsSchema(Schema):
     # Your own price table instead of the shipped one (dheera_ai/model_prices.yaml); checked here so
     # a wrong path stops start-up with the key's name, not each worker as it boots.
     model_prices_path = fields.String(allow_none=True, validate=_existing_file)
+    # Refuse a call under a budget whose cost cannot be priced, rather than count what can be.
+    budget_fail_closed = fields.Boolean(load_default=False)
 
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",

@@ -21,8 +21,9 @@ import uuid
 import orjson
 
 from dheera_ai import hookimpl, ids
-from dheera_ai.cost import PriceTable
+from dheera_ai.cost import Cost, PriceTable
 from dheera_ai.errors import BudgetExceededError, RateLimitError
+from dheera_ai.redact import redact
 from dheera_ai.types import Usage
 from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
 from proxy_app.spool import Spool, SpoolFullError
@@ -51,6 +52,7 @@ class SpendTracker:
         self.limiter = RedisLimiter(redis_url, settings.get("redis_key_prefix", "dheera_ai:"), local) \
             if redis_url else local
         self.flush_seconds = float(settings.get("spend_flush_seconds", FLUSH_SECONDS))
+        self.budget_fail_closed = bool(settings.get("budget_fail_closed"))
         self._groups = {}
         for deployment in config.deployments:
             self._groups.setdefault(deployment.model_name, deployment)
@@ -105,9 +107,14 @@ class SpendTracker:
         if not checks:
             return
         estimate = self._estimate(call)
+        if not estimate.priced and self.budget_fail_closed:
+            raise BudgetExceededError(
+                f"This call is under a budget and its cost cannot be priced "
+                f"({estimate.error or 'no price is known for its model'}); general_settings.budget_fail_closed "
+                f"refuses such calls.", code="budget_unpriced")
         hold_id = uuid.uuid4().hex
         try:
-            refusal = self.store.reserve_budget(hold_id, [(*c, estimate) for c in checks], now)
+            refusal = self.store.reserve_budget(hold_id, [(*c, estimate.amount) for c in checks], now)
         except StoreUnavailableError as exc:
             self._store_warning(f"{exc.message}; budgets are not enforced until it answers")
             return
@@ -116,7 +123,7 @@ class SpendTracker:
                 f"Budget exceeded for {refusal.scope} {_shown(refusal.scope, refusal.scope_id)}: spend "
                 f"${refusal.spent:.6f} (+${refusal.reserved:.6f} held by calls in flight), "
                 f"max_budget ${refusal.budget:.6f}.", code="budget_exceeded")
-        held.hold_id = hold_id
+        held.hold_id, held.estimate = hold_id, estimate.amount
         held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
 
     def _owners(self, principal, owners):
@@ -125,16 +132,24 @@ class SpendTracker:
             if scope in owners and ident:
                 yield scope, ident, owners[scope]
 
-    def _estimate(self, call) -> float:
-        """An upper-ish guess of the call's cost: its body as prompt, its max tokens as answer."""
+    def _estimate(self, call) -> Cost:
+        """An upper-ish guess of the call's cost: its body as prompt, its max tokens as answer.
+        Never raises: what cannot be priced is unpriced, with the reason."""
         deployment = self._groups.get(call.model)
         if deployment is None:
-            return 0.0
-        body = call.body
-        prompt = len(orjson.dumps(body)) // 4
-        completion = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-        completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
-        return self.prices.cost(deployment, Usage(prompt, completion, prompt + completion), body).amount
+            return Cost(0.0, False)
+        try:
+            body = call.body
+            prompt = len(orjson.dumps(body)) // 4
+            completion = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+            completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
+            estimate = self.prices.cost(deployment, Usage(prompt, completion, prompt + completion), body)
+        except Exception as exc:  # noqa: BLE001 - a budget check must not turn into a 500
+            estimate = Cost(0.0, False, f"estimating the cost failed: {type(exc).__name__}: {exc}")
+        if estimate.error:
+            log.error("call %s: %s; its budget hold counts the prices that could be read", call.call_id,
+                      redact(estimate.error))
+        return estimate
 
     # -- after the call --------------------------------------------------------------------------
 
@@ -147,28 +162,45 @@ class SpendTracker:
         self._record(call, outcome)
 
     def _record(self, call, outcome) -> None:
+        """Give back what the call held and spool its row. Whatever goes wrong on the way (a price
+        that is not a number, usage or tags of an unexpected shape from a plugin) is written on the
+        row (`record_error`, `priced: false`, no cost) and logged: the row is never lost for it."""
         held = self._held.pop(id(call), None) or _Held()
-        usage, estimated = outcome.usage, False
-        # A stream that ended without usage (the client left, or it failed part-way) is billed for
-        # what reached the client.
-        if call.stream and call.delivered and (usage is None or not usage.completion_tokens):
-            usage, estimated = _estimated_usage(call), True
-        cost, priced = 0.0, True
-        if call.deployment is not None and usage is not None:
-            priced_cost = self.prices.cost(call.deployment, usage, call.body)
-            cost, priced = priced_cost.amount, priced_cost.priced
-            call.cost = cost if priced else None
-        if outcome.error is None:
-            call.response_headers["x-dheera-ai-response-cost"] = repr(cost)
+        problems: list[str] = []
+        try:
+            usage, estimated = self._usage(call, outcome)
+            tokens = int(usage.total_tokens) if usage else 0
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"reading the usage failed: {type(exc).__name__}: {exc}")
+            usage, estimated, tokens = None, False, 0
         if held.scopes:
             try:
-                self.limiter.release(held.token, held.scopes, usage.total_tokens if usage else 0, time.time(),
-                                     backend=held.backend)
+                self.limiter.release(held.token, held.scopes, tokens, time.time(), backend=held.backend)
             except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
-        row = self._row(call, outcome, usage, cost, priced, estimated, held.budgets)
+        cost = Cost(0.0, True)
+        if call.deployment is not None and usage is not None:
+            try:
+                cost = self.prices.cost(call.deployment, usage, call.body)
+            except Exception as exc:  # noqa: BLE001
+                cost = Cost(0.0, False, f"pricing failed: {type(exc).__name__}: {exc}")
+            if cost.error:
+                problems.append(cost.error)
+        priced = cost.priced and not problems
+        amount = cost.amount if priced or not problems else None
+        call.cost = amount if priced else None
+        if outcome.error is None and amount is not None:
+            call.response_headers["x-dheera-ai-response-cost"] = repr(amount)
+        # Budgets fail safe: a call that could not be priced counts at what could be (else its hold).
+        counted = amount if amount is not None else (cost.amount or held.estimate)
+        row = self._row(call, outcome, usage, amount, priced, estimated, held.budgets, problems)
+        row["budget_cost"] = counted
+        if problems:
+            row["record_error"] = redact("; ".join(problems))[:2000]
+            log.error("spend row of call %s written with what could be recorded: %s", call.call_id,
+                      row["record_error"])
         try:
-            self.spool.append(row)
+            self._spool(row)
         except SpoolFullError as exc:
             log.error("spend row of call %s lost: %s", call.call_id, exc)
             self.on_row_dropped(call)
@@ -176,9 +208,38 @@ class SpendTracker:
             return
         self._ensure_writer()
 
-    def _row(self, call, outcome, usage, cost, priced, estimated, budgets) -> dict:
+    def _usage(self, call, outcome) -> tuple[Usage | None, bool]:
+        usage = outcome.usage
+        # A stream that ended without usage (the client left, or it failed part-way) is billed for
+        # what reached the client.
+        if call.stream and call.delivered and (usage is None or not usage.completion_tokens):
+            return _estimated_usage(call), True
+        return usage, False
+
+    def _spool(self, row: dict) -> None:
+        try:
+            self.spool.append(row)
+        except TypeError as exc:  # orjson: a plugin's metadata or tags hold something JSON cannot say
+            problem = f"metadata or tags not storable as JSON ({exc}); kept as text"
+            row["record_error"] = "; ".join(filter(None, (row.get("record_error"), problem)))
+            log.error("spend row of call %s: %s", row["request_id"], problem)
+            row["tags"] = [str(t) for t in row["tags"]]
+            row["metadata"] = {"unstorable": repr(row["metadata"])[:2000]}
+            self.spool.append(row)
+
+    def _row(self, call, outcome, usage, cost, priced, estimated, budgets, problems) -> dict:
         principal, deployment, error = call.principal, call.deployment, outcome.error
         end = time.time()
+        try:
+            tags = [t if isinstance(t, str) else str(t) for t in call.tags or ()]
+        except TypeError as exc:
+            problems.append(f"tags unreadable: {exc}")
+            tags = []
+        try:
+            metadata = _redacted(call.metadata) if isinstance(call.metadata, dict) else {}
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"metadata unreadable: {type(exc).__name__}: {exc}")
+            metadata = {}
         return {
             "row_id": ids.row_id(), "request_id": call.call_id, "call_type": call.call_type,
             "key_hash": principal.key_hash if principal else None,
@@ -187,11 +248,11 @@ class SpendTracker:
             "model_group": deployment.model_name if deployment else call.model,
             "deployment": deployment.id if deployment else None,
             "provider": deployment.provider if deployment else None,
-            "prompt_tokens": usage.prompt_tokens if usage else 0,
-            "completion_tokens": usage.completion_tokens if usage else 0,
-            "total_tokens": usage.total_tokens if usage else 0,
-            "cost": cost, "priced": priced, "usage_estimated": estimated, "tags": list(call.tags),
-            "metadata": _redacted(call.metadata), "status": outcome.status,
+            "prompt_tokens": _tokens(usage, "prompt_tokens"),
+            "completion_tokens": _tokens(usage, "completion_tokens"),
+            "total_tokens": _tokens(usage, "total_tokens"),
+            "cost": cost, "priced": priced, "usage_estimated": estimated, "tags": tags,
+            "metadata": metadata, "status": outcome.status,
             "error_type": type(error).__name__ if error is not None else None,
             "stream": call.stream, "stream_cut": outcome.stream_cut,
             "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
@@ -260,7 +321,16 @@ class _Held:
         self.scopes: list[Scope] = []
         self.backend = "local"
         self.hold_id: str | None = None
+        self.estimate = 0.0  # what the budget holds are for
         self.budgets: list[tuple] = []  # (scope, id, window start, hold id), settled by the spend row
+
+
+def _tokens(usage, name: str) -> int:
+    """A token count of the usage, 0 when there is none or it is not a number."""
+    try:
+        return int(getattr(usage, name, 0) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _limit(limits: dict, name: str) -> int:

@@ -148,3 +148,14 @@ MIGRATIONS.append(
         "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )
+
+MIGRATIONS.append(
+    (30, "spend rows that could not be priced: no cost, and what went wrong", [
+        # `cost` becomes nullable (SQLite cannot drop a NOT NULL in place: a new column replaces it).
+        "ALTER TABLE spend_logs ADD COLUMN cost_priced DOUBLE PRECISION",
+        "UPDATE spend_logs SET cost_priced = cost",
+        "ALTER TABLE spend_logs DROP COLUMN cost",
+        "ALTER TABLE spend_logs RENAME COLUMN cost_priced TO cost",
+        "ALTER TABLE spend_logs ADD COLUMN record_error TEXT",
+    ]),
+)
