@@ -134,8 +134,8 @@ def test_spend_rows_the_full_spool_dropped_are_counted(make_app, base_config, au
 
 def test_a_clean_stop_leaves_no_samples_directory_and_a_configured_one_is_kept(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"model_list": [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
-                                      "general_settings": {"master_key": MASTER_KEY}}))
+    demo = {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}
+    config.write_text(yaml.safe_dump({"model_list": [demo], "general_settings": {"master_key": MASTER_KEY}}))
     temp = tmp_path / "tmp"
     temp.mkdir()
     configured = tmp_path / "prometheus"

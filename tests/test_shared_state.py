@@ -6,9 +6,7 @@ exactly across workers; Responses follow-ups of translated deployments work on a
 
 import threading
 import time
-import uuid
 
-import pytest
 import requests
 import yaml
 
@@ -16,8 +14,6 @@ from tests.conftest import MASTER_KEY
 from tests.support.calls import wait_for
 from tests.support.fake_upstream import chat_completion
 from tests.support.process import GatewayProcess
-from tests.support.services import redis_url
-from tests.support.tcp_proxy import TCPProxy
 from tests.test_spend import PRICES
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -47,23 +43,6 @@ def chat(url, key=MASTER_KEY, model="gpt-4o-mini"):
     return requests.post(url + "/v1/chat/completions", timeout=30,
                          headers={"Authorization": f"Bearer {key}", "Connection": "close"},
                          json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7})
-
-
-@pytest.fixture
-def proxied_redis():
-    """Real Redis behind a TCP proxy the test can cut; a key prefix of its own."""
-    import redis
-
-    url = redis_url()
-    target = redis.connection.parse_url(url)
-    proxy = TCPProxy(target.get("host", "127.0.0.1"), target.get("port", 6379))
-    prefix = f"dheera_ai_test:{uuid.uuid4().hex[:8]}:"
-    direct = redis.Redis.from_url(url, socket_timeout=2)
-    yield proxy, f"redis://127.0.0.1:{proxy.port}/{target.get('db', 0)}", prefix, direct
-    proxy.cut()
-    keys = list(direct.scan_iter(prefix + "*"))
-    if keys:
-        direct.delete(*keys)
 
 
 def test_a_redis_blip_mid_call_gives_the_parallel_slot_back_when_redis_returns(tmp_path, upstream,
