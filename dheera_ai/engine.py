@@ -23,6 +23,11 @@ class Engine:
         http.expect_hosts(len({d.params.get("api_base") for d in config.deployments}))
         self.pipeline = Pipeline(plugin_manager, config, self.router, providers)
 
+    def keep_responses_in(self, store) -> None:
+        """Where translated Responses wait for their follow-ups (`dheera_ai.response_store`'s
+        interface); by default in this process, the gateway gives its shared state store."""
+        self.plugin_manager.get_plugin("default-dispatch").bridges.store = store
+
     @classmethod
     def from_raw_config(cls, raw: dict, *, source: str | None = None, load_entrypoints: bool = True,
                         plugins=()) -> "Engine":

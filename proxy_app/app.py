@@ -65,6 +65,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     engine.plugin_manager.register(state.spend, name="spend")
     state.spend.on_row_dropped = gateway_metrics.spend_row_dropped
     state.spend.start()
+    engine.keep_responses_in(state.responses)
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes

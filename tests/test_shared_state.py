@@ -7,6 +7,7 @@ exactly across workers; Responses follow-ups of translated deployments work on a
 import threading
 import time
 
+import pytest
 import requests
 import yaml
 
@@ -75,3 +76,68 @@ def test_a_redis_blip_mid_call_gives_the_parallel_slot_back_when_redis_returns(t
         print(f"slot given back {freed:.2f} s after Redis returned")
     finally:
         process.close()
+
+
+def responses_client(url, key=MASTER_KEY):
+    import openai
+
+    # Connection: close, so each call may land on either worker.
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=10,
+                         default_headers={"Connection": "close"})
+
+
+def assert_follow_ups_work_for_the_owner_only(owner, stranger, rounds=8):
+    import openai
+
+    created = owner.responses.create(model="demo", input="Hello", extra_body={"mock_response": "Hi back"})
+    for _ in range(rounds):
+        assert owner.responses.retrieve(created.id).output_text == "Hi back"
+        assert owner.responses.input_items.list(created.id).data[0].content[0].text == "Hello"
+        follow = owner.responses.create(model="demo", input="More", previous_response_id=created.id)
+        assert follow.output_text
+    # Another key's response is not there for a stranger, whichever way it asks.
+    for ask in (lambda: stranger.responses.retrieve(created.id),
+                lambda: stranger.responses.input_items.list(created.id),
+                lambda: stranger.responses.create(model="demo", input="x", previous_response_id=created.id),
+                lambda: stranger.responses.delete(created.id)):
+        with pytest.raises(openai.NotFoundError):
+            ask()
+    owner.responses.delete(created.id)
+    for _ in range(4):
+        with pytest.raises(openai.NotFoundError):
+            owner.responses.retrieve(created.id)
+
+
+def test_translated_responses_follow_ups_work_on_every_worker_for_their_key_only(tmp_path):
+    process = gateway(tmp_path, [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}])
+    try:
+        key = requests.post(process.url + "/key/generate", headers=AUTH, json={}, timeout=10).json()["key"]
+        # Each of the 8 rounds reaches a worker at random: on per-worker memory, about half of them 404.
+        assert_follow_ups_work_for_the_owner_only(responses_client(process.url), responses_client(process.url, key))
+    finally:
+        process.close()
+
+
+def test_translated_responses_are_shared_by_instances_on_postgres(make_app, base_config, tmp_path):
+    from tests.support.servers import LiveServer
+    from tests.support.services import PostgresSchema
+
+    postgres = PostgresSchema()
+    servers = []
+    try:
+        for name in ("a", "b"):
+            config = {**base_config, "general_settings": {**base_config["general_settings"],
+                                                          "database_url": postgres.url,
+                                                          "local_state_dir": str(tmp_path / name)}}
+            servers.append(LiveServer(make_app(config)))
+        key = requests.post(servers[0].url + "/key/generate", headers=AUTH, json={}, timeout=10).json()["key"]
+        made_on_a = responses_client(servers[0].url)
+        asked_on_b = responses_client(servers[1].url)
+        created = made_on_a.responses.create(model="demo", input="Hello", extra_body={"mock_response": "Hi"})
+        assert asked_on_b.responses.retrieve(created.id).output_text == "Hi"
+        assert_follow_ups_work_for_the_owner_only(asked_on_b, responses_client(servers[0].url, key), rounds=2)
+        assert len(postgres.query("SELECT response_id FROM {schema}.bridged_responses")) == 1 + 2  # the follow-ups
+    finally:
+        for server in servers:
+            server.close()
+        postgres.drop()

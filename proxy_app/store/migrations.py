@@ -159,3 +159,16 @@ MIGRATIONS.append(
         "ALTER TABLE spend_logs ADD COLUMN record_error TEXT",
     ]),
 )
+
+MIGRATIONS.append(
+    (31, "translated Responses, for follow-ups on any worker or instance", [
+        # `body`: the response, its input items and the conversation so far (JSON). `owner`: the
+        # hash of the key that made it (or the master key's kind); only that key finds it.
+        """CREATE TABLE bridged_responses (
+            response_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX bridged_responses_created ON bridged_responses (created_at)",
+    ]),
+)
