@@ -146,6 +146,10 @@ class LocalLimiter:
                 if scope.tpm != UNLIMITED and tokens:
                     _add(conn, f"{scope.name}:tpm:{minute}", tokens, (minute + 2) * WINDOW_S)
 
+    def current(self) -> str:
+        """Where counting happens now (a release names it)."""
+        return self.backend
+
     def health(self) -> dict:
         return {"backend": "local"}
 
@@ -219,6 +223,33 @@ return 0
 """.replace("EXPIRE_S", str(2 * WINDOW_S))
 
 
+class SharedDeploymentLimits:
+    """Deployments' `rpm`/`tpm` for the router (usage- and latency-based routing), counted by the
+    limiter that counts keys: exact across this instance's workers, and across instances with
+    Redis. A `dheera_ai.router.strategies.DeploymentLimits`."""
+
+    def __init__(self, limiter):
+        self.limiter = limiter
+
+    def admit(self, deployment, now: float) -> bool:
+        try:
+            return isinstance(self.limiter.acquire("", [_deployment_scope(deployment)], now), Admission)
+        except Exception:  # noqa: BLE001 - a counter that fails must not fail the call
+            log.exception("counting a call to deployment %s failed; admitted", deployment.id)
+            return True
+
+    def used(self, deployment, tokens: int, now: float) -> None:
+        try:
+            self.limiter.release("", [_deployment_scope(deployment)], tokens, now, backend=self.limiter.current())
+        except Exception:  # noqa: BLE001
+            log.exception("counting the tokens of deployment %s failed", deployment.id)
+
+
+def _deployment_scope(deployment) -> Scope:
+    rpm, tpm = deployment.params.get("rpm"), deployment.params.get("tpm")
+    return Scope(f"deployment:{deployment.id}", int(rpm) if rpm else UNLIMITED, int(tpm) if tpm else UNLIMITED)
+
+
 class RedisLimiter:
     """Counters in Redis, shared by every instance; falls back to `local` while Redis fails."""
 
@@ -265,8 +296,9 @@ class RedisLimiter:
             result = self._scripts[0](keys=keys, args=args)
         except Exception as exc:  # noqa: BLE001 - a Redis failure never blocks a call
             self._failed(exc)
-            # The script may have run with its answer lost: take back an in-flight mark it made.
-            self._release_later(self._release_keys(scopes, minute), [call_id, 0])
+            if any(scope.parallel != UNLIMITED for scope in scopes):
+                # The script may have run with its answer lost: take back an in-flight mark it made.
+                self._release_later(self._release_keys(scopes, minute), [call_id, 0])
             return self.local.acquire(call_id, scopes, now)
         reset = WINDOW_S - now % WINDOW_S
         if result[0] == 0:
@@ -337,6 +369,9 @@ class RedisLimiter:
                 if not self._pending:
                     self._retrying = False
                     return
+
+    def current(self) -> str:
+        return self.backend if time.time() >= self._down_until else self.local.backend
 
     def _failed(self, exc: Exception) -> None:
         if time.time() >= self._down_until:

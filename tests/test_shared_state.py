@@ -6,15 +6,18 @@ exactly across workers; Responses follow-ups of translated deployments work on a
 
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 import yaml
 
 from tests.conftest import MASTER_KEY
-from tests.support.calls import wait_for
+from tests.support.calls import fresh_minute, wait_for
 from tests.support.fake_upstream import chat_completion
 from tests.support.process import GatewayProcess
+from tests.support.services import redis_url
 from tests.test_spend import PRICES
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -141,3 +144,58 @@ def test_translated_responses_are_shared_by_instances_on_postgres(make_app, base
         for server in servers:
             server.close()
         postgres.drop()
+
+
+def served_by(answers) -> list:
+    return sorted(a.headers.get("x-dheera-ai-model-id", str(a.status_code)) for a in answers)
+
+
+def burst(url, count, key=MASTER_KEY) -> list:
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: chat(url, key), range(count)))
+
+
+@pytest.mark.parametrize("strategy", ["usage-based-routing", "latency-based-routing"])
+def test_deployment_rpm_is_exact_across_two_workers(tmp_path, upstream, strategy):
+    deployments = [{**upstream_deployment(upstream, api_base=f"{upstream.url}/{name}/v1", rpm=3),
+                    "model_info": {**PRICES, "id": name}} for name in ("a", "b")]
+    process = gateway(tmp_path, deployments, router={"routing_strategy": strategy, "latency_exploration": 0})
+    try:
+        fresh_minute()
+        answers = burst(process.url, 12)
+        # Three calls a deployment this minute, whichever worker took them; then a 429 for the group.
+        assert served_by(answers) == ["429"] * 6 + ["a"] * 3 + ["b"] * 3
+        assert {a.json()["error"]["code"] for a in answers if a.status_code == 429} == {"all_deployments_at_limit"}
+        assert upstream.count("/a/") == 3 and upstream.count("/b/") == 3
+    finally:
+        process.close()
+
+
+def test_deployment_tpm_counts_every_workers_tokens(tmp_path, upstream):
+    # 16 tokens a call: the third call finds 32 of 40 used, the fourth 48.
+    process = gateway(tmp_path, [upstream_deployment(upstream, tpm=40)],
+                      router={"routing_strategy": "usage-based-routing"})
+    try:
+        fresh_minute()
+        assert [chat(process.url).status_code for _ in range(5)] == [200, 200, 200, 429, 429]
+        assert len(upstream.requests) == 3
+    finally:
+        process.close()
+
+
+def test_deployment_rpm_is_shared_by_instances_through_redis(make_app, base_config, tmp_path):
+    from tests.support.servers import LiveServer
+
+    prefix = f"dheera_ai_test:{uuid.uuid4().hex[:8]}:"
+    base_config["model_list"][0]["dheera_ai_params"]["rpm"] = 4
+    base_config["router_settings"] = {"routing_strategy": "usage-based-routing"}
+    servers = [LiveServer(make_app({**base_config, "general_settings": {
+        **base_config["general_settings"], "redis_url": redis_url(), "redis_key_prefix": prefix,
+        "local_state_dir": str(tmp_path / name)}})) for name in ("a", "b")]
+    try:
+        fresh_minute()
+        answers = [chat(servers[i % 2].url) for i in range(8)]
+        assert [a.status_code for a in answers].count(200) == 4
+    finally:
+        for server in servers:
+            server.close()
