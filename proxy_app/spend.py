@@ -201,7 +201,7 @@ class SpendTracker:
                       row["record_error"])
         try:
             self._spool(row)
-        except SpoolFullError as exc:
+        except (SpoolFullError, OSError) as exc:  # full, or the disk refused the write
             log.error("spend row of call %s lost: %s", call.call_id, exc)
             self.on_row_dropped(call)
             self._release_budget(held.hold_id)
