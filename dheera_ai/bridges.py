@@ -54,7 +54,7 @@ class Bridges:
         body = call.body
         history = []
         if body.get("previous_response_id"):
-            history = self._stored(body["previous_response_id"], "previous_response_id")["messages"]
+            history = self._stored(call, body["previous_response_id"], "previous_response_id")["messages"]
         chat = _translated(responses_translate.responses_request_to_chat, body)
         lead = 1 if body.get("instructions") else 0  # instructions are not inherited
         chat["messages"][lead:lead] = history
@@ -68,7 +68,7 @@ class Bridges:
             response = responses_translate.chat_response_to_responses(
                 _json_of(inner), body, response_id, created)
             if store:
-                self._remember(response, body, chat["messages"])
+                self._remember(call, response, chat["messages"])
             return Reply(data=response, usage=inner.usage)
 
         translator = responses_translate.ChatStreamToResponses(body, response_id, created)
@@ -80,23 +80,23 @@ class Bridges:
                 yield from _named(translator.feed(data))
             final = translator.finish()
             if store:
-                self._remember(final[-1][1]["response"], body, chat["messages"])
+                self._remember(call, final[-1][1]["response"], chat["messages"])
             yield from _named(final)
 
         reply.stream = _bridged_stream(events(), call, sub, inner, reply)
         return reply
 
     def responses_get(self, call: Call, deployment: Deployment, provider) -> Reply:
-        return Reply(data=self._stored(call.body["response_id"])["response"])
+        return Reply(data=self._stored(call, call.body["response_id"])["response"])
 
     def responses_delete(self, call: Call, deployment: Deployment, provider) -> Reply:
         response_id = call.body["response_id"]
-        if not self.store.delete(response_id):
+        if not self.store.delete(response_id, owner=_owner(call)):
             raise _not_found(response_id)
         return Reply(data={"id": response_id, "object": "response", "deleted": True})
 
     def responses_input_items(self, call: Call, deployment: Deployment, provider) -> Reply:
-        items = list(self._stored(call.body["response_id"])["input_items"])
+        items = list(self._stored(call, call.body["response_id"])["input_items"])
         if call.body.get("order", "desc") == "desc":
             items.reverse()
         if call.body.get("after"):
@@ -108,17 +108,26 @@ class Bridges:
                            "first_id": page[0]["id"] if page else None,
                            "last_id": page[-1]["id"] if page else None})
 
-    def _stored(self, response_id: str, param: str | None = None) -> dict:
-        stored = self.store.get(response_id)
+    def _stored(self, call: Call, response_id: str, param: str | None = None) -> dict:
+        # Another key's response is as absent as one that never was: nothing says it exists.
+        stored = self.store.get(response_id, owner=_owner(call))
         if stored is None:
             raise _not_found(response_id, param)
         return stored
 
-    def _remember(self, response: dict, request: dict, messages: list) -> None:
+    def _remember(self, call: Call, response: dict, messages: list) -> None:
+        request = call.body
         answer = responses_translate.responses_request_to_chat({"input": response["output"]})["messages"]
         system = 1 if request.get("instructions") else 0
         self.store.put(response["id"], response, _input_items(request.get("input"), response["id"]),
-                       messages[system:] + answer)
+                       messages[system:] + answer, owner=_owner(call))
+
+
+def _owner(call: Call) -> str | None:
+    """Whose a stored response is: the key that made it (its hash; the master key by its kind);
+    None in-process (the SDK), where there is only one caller."""
+    principal = call.principal
+    return (principal.key_hash or principal.kind) if principal is not None else None
 
 
 def _not_found(response_id: str, param: str | None = None) -> NotFoundError:

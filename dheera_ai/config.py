@@ -161,6 +161,8 @@ class GeneralSettingsSchema(Schema):
     # to arrive, and how many connections of a worker may still be sending theirs after a second.
     request_body_timeout = fields.Float(load_default=60.0, validate=_positive)
     max_slow_body_connections = fields.Integer(load_default=100, validate=validate.Range(min=1))
+    # Refuse a call under a budget whose cost cannot be priced, rather than count what can be.
+    budget_fail_closed = fields.Boolean(load_default=False)
 
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",

@@ -5,7 +5,9 @@ replaces it) is keyed by `provider/model` or a bare model name; a config deploym
 `model_info` overrides any price field (a client's `user_config` never does: its model_info loses
 `SERVER_ONLY_INFO` when it is built). An unpriced model costs 0 and is flagged
 (`Cost.priced` is False) — never a failed call. No cost is ever negative: prices and quantities
-below zero (or not finite) count as zero.
+below zero (or not finite) count as zero. A price written as a string (`"1e-06"`, which a YAML
+1.1 loader makes of `1e-06`) is read as the number it spells; one that is not a price leaves the
+call unpriced, with the reason in `Cost.error`, and priced at the prices that are.
 """
 
 from __future__ import annotations
@@ -36,14 +38,15 @@ _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$")
 
 @dataclass(frozen=True)
 class Cost:
-    amount: float
-    priced: bool  # False: no price was known, so `amount` is 0
+    amount: float  # at the prices that could be read (0 when none could)
+    priced: bool  # False: no price was known (`amount` is 0), or pricing went wrong (`error` says why)
+    error: str | None = None
 
 
 class PriceTable:
     def __init__(self, entries: dict):
         self._entries = entries
-        self._cache: dict[tuple, dict | None] = {}
+        self._cache: dict[tuple, tuple[dict | None, str | None]] = {}
 
     @classmethod
     def load(cls, path: str | None = None) -> "PriceTable":
@@ -55,14 +58,20 @@ class PriceTable:
 
     def prices_for(self, deployment: Deployment) -> dict | None:
         """The deployment's prices (table entry under its model_info overrides), or None."""
+        return self._prices(deployment)[0]
+
+    def _prices(self, deployment: Deployment) -> tuple[dict | None, str | None]:
+        """(the prices that could be read, or None; what was wrong with the others, or None)."""
         overrides = {k: deployment.model_info[k] for k in PRICE_FIELDS if k in deployment.model_info}
         # Keyed by content: two deployments with one id (`user-config-0` of two requests) may differ.
         key = (deployment.provider, deployment.model, deployment.model_info.get("base_model"),
                orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS) if overrides else b"")
         if key in self._cache:
             return self._cache[key]
-        base = self._lookup(deployment)
-        prices = {**(base or {}), **overrides} if (base or overrides) else None
+        # A model missing from the table may still be priced by its model_info alone.
+        base = self._lookup(deployment) or {}
+        merged = {**base, **overrides} if isinstance(base, dict) else overrides
+        prices = _numbers(merged) if merged else (None, None)
         if len(self._cache) < _CACHED_PRICES:
             self._cache[key] = prices
         return prices
@@ -81,10 +90,47 @@ class PriceTable:
         return None
 
     def cost(self, deployment: Deployment, usage: Usage | None, request: dict | None = None) -> Cost:
-        prices = self.prices_for(deployment)
+        prices, problem = self._prices(deployment)
         if prices is None:
-            return Cost(0.0, False)
-        return Cost(price_usage(usage, prices, request or {}), True)
+            return Cost(0.0, False, problem)
+        try:
+            amount = price_usage(usage, prices, request or {})
+        except (TypeError, ValueError, AttributeError) as exc:  # usage details of an unexpected shape
+            return Cost(0.0, False, f"pricing the usage failed: {type(exc).__name__}: {exc}")
+        return Cost(amount, problem is None, problem)
+
+
+def _numbers(prices: dict) -> tuple[dict, str | None]:
+    """The price fields as numbers, and what was wrong with those that are not prices."""
+    readable, problems = {}, []
+    for field, value in prices.items():
+        if field not in PRICE_FIELDS:
+            readable[field] = value  # not a price (the table's mode, max tokens, ...)
+            continue
+        try:
+            if field == "output_cost_per_image" and isinstance(value, dict):
+                readable[field] = {size: _price(v) for size, v in value.items()}
+            else:
+                readable[field] = _price(value)
+        except ValueError as exc:
+            problems.append(f"{field}: {exc}")
+    return readable, "; ".join(problems) or None
+
+
+def _price(value) -> float:
+    """A price in dollars from a number or a string spelling one; ValueError for anything else."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"not a number: {value!r}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError(f"not a number: {value!r}")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"not a price: {value!r}")
+    return number
 
 
 def price_usage(usage: Usage | None, prices: dict, request: dict) -> float:

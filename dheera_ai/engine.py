@@ -38,6 +38,11 @@ class Engine:
             phases = GuardrailsPlugin(guardrails, guardrail_kinds, self.pipeline)
             plugin_manager.register(phases, name="guardrail-phases")
 
+    def keep_responses_in(self, store) -> None:
+        """Where translated Responses wait for their follow-ups (`dheera_ai.response_store`'s
+        interface); by default in this process, the gateway gives its shared state store."""
+        self.plugin_manager.get_plugin("default-dispatch").bridges.store = store
+
     @classmethod
     def from_raw_config(cls, raw: dict, *, source: str | None = None, load_entrypoints: bool = True,
                         plugins=()) -> "Engine":

@@ -1,8 +1,9 @@
 """What a chat-only deployment needs to answer Responses follow-ups (GET, input_items,
 `previous_response_id`): the stored response, its input items and the conversation so far.
 
-In-process and bounded (oldest first out): a follow-up must reach the worker that made the
-response. The shared state store will replace this.
+Each response belongs to its owner (the key that made it); asked for by anyone else, it is not
+there. This one is in-process and bounded (oldest first out), for the SDK; the gateway keeps
+them in its state store (`proxy_app.store.responses`), so any worker or instance can answer.
 """
 
 from __future__ import annotations
@@ -19,17 +20,26 @@ class ResponseStore:
         self._limit = limit
         self._lock = threading.Lock()
 
-    def put(self, response_id: str, response: dict, input_items: list, messages: list) -> None:
+    def put(self, response_id: str, response: dict, input_items: list, messages: list,
+            owner: str | None = None) -> None:
         with self._lock:
-            self._items[response_id] = {"response": response, "input_items": input_items, "messages": messages}
+            self._items[response_id] = {"response": response, "input_items": input_items, "messages": messages,
+                                        "owner": owner}
             self._items.move_to_end(response_id)
             while len(self._items) > self._limit:
                 self._items.popitem(last=False)
 
-    def get(self, response_id: str) -> dict | None:
+    def get(self, response_id: str, owner: str | None = None) -> dict | None:
         with self._lock:
-            return self._items.get(response_id)
+            return self._owned(response_id, owner)
 
-    def delete(self, response_id: str) -> bool:
+    def delete(self, response_id: str, owner: str | None = None) -> bool:
         with self._lock:
-            return self._items.pop(response_id, None) is not None
+            if self._owned(response_id, owner) is None:
+                return False
+            del self._items[response_id]
+            return True
+
+    def _owned(self, response_id: str, owner: str | None) -> dict | None:
+        stored = self._items.get(response_id)
+        return stored if stored is not None and stored["owner"] == owner else None

@@ -27,6 +27,7 @@ from proxy_app.blueprints import (
     teams,
     users,
 )
+from proxy_app.limits import SharedDeploymentLimits
 from proxy_app.logs import configure_logging
 from proxy_app.state import State
 
@@ -66,6 +67,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     engine.plugin_manager.register(state.spend, name="spend")
     state.spend.on_row_dropped = gateway_metrics.spend_row_dropped
     state.spend.start()
+    engine.keep_responses_in(state.responses)
+    engine.router.count_limits_with(SharedDeploymentLimits(state.spend.limiter))
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes

@@ -6,6 +6,7 @@ re-exports them for a plain `gunicorn -c conf/gunicorn.conf.py wsgi:app`.
 
 import glob
 import os
+import shutil
 
 bind = os.environ.get("DHEERA_AI_BIND", "127.0.0.1:4000")
 # gevent workers: one per core, each holding many connections (streams mostly wait on upstreams).
@@ -38,9 +39,14 @@ loglevel = "debug" if os.environ.get("DHEERA_AI_DEBUG") else "info"
 control_socket_disable = True
 
 
+# The samples directory this master made, if it made one: removed when it stops.
+_made_directory = None
+
+
 def on_starting(server):
     """Give every worker one directory for Prometheus samples, so /metrics counts them all, and
     enough open files for its connections."""
+    global _made_directory
     raise_open_files_limit(server.log)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
@@ -50,7 +56,13 @@ def on_starting(server):
     else:
         import tempfile  # the master's imports are every worker's memory too: only when needed
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dheera-ai-metrics-")
+        _made_directory = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dheera-ai-metrics-")
+
+
+def on_exit(server):
+    """Remove the samples directory on_starting made (a configured one stays, for its owner)."""
+    if _made_directory:
+        shutil.rmtree(_made_directory, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -7,11 +7,14 @@ the workers of an instance, or one Lua script on Redis shared by every instance.
 calendar minutes. `release` ends the call's in-flight mark and adds the tokens it used.
 
 If Redis fails (short timeouts), counting falls back to this instance's file with a warning, and
-Redis is tried again a few seconds later.
+Redis is tried again a few seconds later. A call admitted by Redis whose release cannot reach it
+(a blip mid-call) is released there as soon as Redis answers again, so its max_parallel slot does
+not stay taken until the in-flight mark goes stale.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -28,6 +31,8 @@ WINDOW_S = 60
 STALE_S = 600
 REDIS_TIMEOUT_S = 0.25
 REDIS_RETRY_S = 5.0
+# Releases kept for a Redis that is away, at most; the oldest go first (their marks go stale anyway).
+MAX_PENDING_RELEASES = 10_000
 UNLIMITED = -1
 
 
@@ -141,6 +146,10 @@ class LocalLimiter:
                 if scope.tpm != UNLIMITED and tokens:
                     _add(conn, f"{scope.name}:tpm:{minute}", tokens, (minute + 2) * WINDOW_S)
 
+    def current(self) -> str:
+        """Where counting happens now (a release names it)."""
+        return self.backend
+
     def health(self) -> dict:
         return {"backend": "local"}
 
@@ -214,6 +223,33 @@ return 0
 """.replace("EXPIRE_S", str(2 * WINDOW_S))
 
 
+class SharedDeploymentLimits:
+    """Deployments' `rpm`/`tpm` for the router (usage- and latency-based routing), counted by the
+    limiter that counts keys: exact across this instance's workers, and across instances with
+    Redis. A `dheera_ai.router.strategies.DeploymentLimits`."""
+
+    def __init__(self, limiter):
+        self.limiter = limiter
+
+    def admit(self, deployment, now: float) -> bool:
+        try:
+            return isinstance(self.limiter.acquire("", [_deployment_scope(deployment)], now), Admission)
+        except Exception:  # noqa: BLE001 - a counter that fails must not fail the call
+            log.exception("counting a call to deployment %s failed; admitted", deployment.id)
+            return True
+
+    def used(self, deployment, tokens: int, now: float) -> None:
+        try:
+            self.limiter.release("", [_deployment_scope(deployment)], tokens, now, backend=self.limiter.current())
+        except Exception:  # noqa: BLE001
+            log.exception("counting the tokens of deployment %s failed", deployment.id)
+
+
+def _deployment_scope(deployment) -> Scope:
+    rpm, tpm = deployment.params.get("rpm"), deployment.params.get("tpm")
+    return Scope(f"deployment:{deployment.id}", int(rpm) if rpm else UNLIMITED, int(tpm) if tpm else UNLIMITED)
+
+
 class RedisLimiter:
     """Counters in Redis, shared by every instance; falls back to `local` while Redis fails."""
 
@@ -227,6 +263,10 @@ class RedisLimiter:
         self._pid = None
         self._scripts = None
         self._down_until = 0.0
+        # (keys, args) of releases Redis missed; sent before anything else once it answers again.
+        self._pending = collections.deque(maxlen=MAX_PENDING_RELEASES)
+        self._pending_lock = threading.Lock()
+        self._retrying = False
 
     def _redis(self):
         if self._client is None or self._pid != os.getpid():
@@ -252,9 +292,13 @@ class RedisLimiter:
             args += [scope.rpm, scope.tpm, scope.parallel]
         try:
             self._redis()
+            self._send_pending()  # a slot freed there must be free for this call
             result = self._scripts[0](keys=keys, args=args)
         except Exception as exc:  # noqa: BLE001 - a Redis failure never blocks a call
             self._failed(exc)
+            if any(scope.parallel != UNLIMITED for scope in scopes):
+                # The script may have run with its answer lost: take back an in-flight mark it made.
+                self._release_later(self._release_keys(scopes, minute), [call_id, 0])
             return self.local.acquire(call_id, scopes, now)
         reset = WINDOW_S - now % WINDOW_S
         if result[0] == 0:
@@ -269,16 +313,65 @@ class RedisLimiter:
         if backend != self.backend:
             self.local.release(call_id, scopes, tokens, now)
             return
-        minute = int(now // WINDOW_S)
-        keys = []
-        for scope in scopes:
-            rpm_key, tpm_key, in_flight = self._keys(scope, minute)
-            keys += [tpm_key, in_flight]
+        keys = self._release_keys(scopes, int(now // WINDOW_S))
+        args = [call_id, tokens if any(s.tpm != UNLIMITED for s in scopes) else 0]
+        if now < self._down_until:
+            self._release_later(keys, args)
+            return
         try:
             self._redis()
-            self._scripts[1](keys=keys, args=[call_id, tokens if any(s.tpm != UNLIMITED for s in scopes) else 0])
-        except Exception as exc:  # noqa: BLE001 - the in-flight mark expires on its own
+            self._send_pending()
+            self._scripts[1](keys=keys, args=args)
+        except Exception as exc:  # noqa: BLE001 - kept, and sent when Redis answers again
             self._failed(exc)
+            self._release_later(keys, args)
+
+    def _release_keys(self, scopes: list[Scope], minute: int) -> list[str]:
+        keys = []
+        for scope in scopes:
+            _, tpm_key, in_flight = self._keys(scope, minute)
+            keys += [tpm_key, in_flight]
+        return keys
+
+    def _release_later(self, keys: list[str], args: list) -> None:
+        """Keep a release Redis missed, and make sure someone sends it when Redis is back, even
+        if no call comes to this worker (another worker's or instance's call may be waiting)."""
+        with self._pending_lock:
+            self._pending.append((keys, args))
+            if self._retrying:
+                return
+            self._retrying = True
+        threading.Thread(target=self._retry_pending, daemon=True, name="dheera_ai-limits-release").start()
+
+    def _send_pending(self) -> None:
+        """Send the releases Redis missed, oldest first; one that fails stays (and raises)."""
+        while self._pending:
+            with self._pending_lock:
+                if not self._pending:
+                    return
+                keys, args = self._pending[0]
+            # A release whose answer was lost is sent again: its ZREM changes nothing the second
+            # time, its tokens may count twice (an over-count, never an under-count).
+            self._scripts[1](keys=keys, args=args)
+            with self._pending_lock:
+                if self._pending and self._pending[0][0] is keys:
+                    self._pending.popleft()
+
+    def _retry_pending(self) -> None:
+        while True:
+            time.sleep(max(self._down_until - time.time(), 0.0) + 0.05)
+            try:
+                self._redis()
+                self._send_pending()
+            except Exception as exc:  # noqa: BLE001 - tried again after the next pause
+                self._failed(exc)
+            with self._pending_lock:
+                if not self._pending:
+                    self._retrying = False
+                    return
+
+    def current(self) -> str:
+        return self.backend if time.time() >= self._down_until else self.local.backend
 
     def _failed(self, exc: Exception) -> None:
         if time.time() >= self._down_until:
@@ -286,7 +379,10 @@ class RedisLimiter:
         self._down_until = time.time() + REDIS_RETRY_S
 
     def health(self) -> dict:
-        return {"backend": "redis" if time.time() >= self._down_until else "local (redis down)"}
+        report = {"backend": "redis" if time.time() >= self._down_until else "local (redis down)"}
+        if self._pending:
+            report["releases_waiting_for_redis"] = len(self._pending)
+        return report
 
     def close(self) -> None:
         self.local.close()

@@ -22,8 +22,9 @@ import uuid
 import orjson
 
 from dheera_ai import hookimpl, ids
-from dheera_ai.cost import PriceTable
+from dheera_ai.cost import Cost, PriceTable
 from dheera_ai.errors import BadRequestError, BudgetExceededError, RateLimitError
+from dheera_ai.redact import redact
 from dheera_ai.storable import storable
 from dheera_ai.types import Usage
 from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
@@ -60,6 +61,7 @@ class SpendTracker:
         self.limiter = RedisLimiter(redis_url, settings.get("redis_key_prefix", "dheera_ai:"), local) \
             if redis_url else local
         self.flush_seconds = float(settings.get("spend_flush_seconds", FLUSH_SECONDS))
+        self.budget_fail_closed = bool(settings.get("budget_fail_closed"))
         self._groups = {}
         for deployment in config.deployments:
             self._groups.setdefault(deployment.model_name, deployment)
@@ -114,11 +116,16 @@ class SpendTracker:
         if not checks:
             return
         deployment = self._groups.get(call.model)
+        estimate = self._estimate(call, deployment)
+        if not estimate.priced and self.budget_fail_closed:
+            raise BudgetExceededError(
+                f"This call is under a budget and its cost cannot be priced "
+                f"({estimate.error or 'no price is known for its model'}); general_settings.budget_fail_closed "
+                f"refuses such calls.", code="budget_unpriced")
         hold_id = uuid.uuid4().hex
-        estimate = self._estimate(call, deployment) if deployment is not None else 0.0
-        if not self._reserve(hold_id, checks, estimate, now):
+        if not self._reserve(hold_id, checks, estimate.amount, now):
             return
-        held.hold_id, held.checks, held.estimate = hold_id, checks, estimate
+        held.hold_id, held.checks, held.estimate = hold_id, checks, estimate.amount
         held.budgets = [(scope, ident, window, hold_id) for scope, ident, window, _ in checks]
 
     def _reserve(self, hold_id, checks, estimate, now) -> bool:
@@ -147,7 +154,7 @@ class SpendTracker:
                 f"Model '{deployment.model}' ({deployment.provider}) has no price on this gateway, and a budget "
                 "applies to this call: its cost could not be counted against it.", param="model",
                 code="unpriced_model_under_budget")
-        estimate = self._estimate(call, deployment)
+        estimate = self._estimate(call, deployment).amount
         if estimate > held.estimate:
             self._reserve(held.hold_id, held.checks, estimate, time.time())
             held.estimate = estimate
@@ -158,17 +165,28 @@ class SpendTracker:
             if scope in owners and ident:
                 yield scope, ident, owners[scope]
 
-    def _estimate(self, call, deployment) -> float:
+    def _estimate(self, call, deployment) -> Cost:
         """An upper-ish guess of the call's cost on `deployment`: its body as prompt, the answer
-        bound it asked for (or 1,024 tokens) as answer; each within the model's own bounds."""
-        body, info = call.body, deployment.model_info
-        prompt = _bounded(len(orjson.dumps(body)) // 4, info.get("max_input_tokens"), None)
-        asked = next((body[name] for name in ANSWER_BOUNDS.get(call.call_type, ()) if body.get(name) is not None),
-                     DEFAULT_COMPLETION_ESTIMATE)
-        if isinstance(asked, bool) or not isinstance(asked, int):
-            asked = DEFAULT_COMPLETION_ESTIMATE
-        completion = _bounded(asked, info.get("max_output_tokens") or info.get("max_tokens"), DEFAULT_MAX_OUTPUT_TOKENS)
-        return self.prices.cost(deployment, Usage(prompt, completion, prompt + completion), body).amount
+        bound it asked for (or 1,024 tokens) as answer; each within the model's own bounds.
+        Never raises: what cannot be priced is unpriced, with the reason."""
+        if deployment is None:
+            return Cost(0.0, False)
+        try:
+            body, info = call.body, deployment.model_info
+            prompt = _bounded(len(orjson.dumps(body)) // 4, info.get("max_input_tokens"), None)
+            asked = next((body[name] for name in ANSWER_BOUNDS.get(call.call_type, ())
+                          if body.get(name) is not None), DEFAULT_COMPLETION_ESTIMATE)
+            if isinstance(asked, bool) or not isinstance(asked, int):
+                asked = DEFAULT_COMPLETION_ESTIMATE
+            completion = _bounded(asked, info.get("max_output_tokens") or info.get("max_tokens"),
+                                  DEFAULT_MAX_OUTPUT_TOKENS)
+            estimate = self.prices.cost(deployment, Usage(prompt, completion, prompt + completion), body)
+        except Exception as exc:  # noqa: BLE001 - a budget check must not turn into a 500
+            estimate = Cost(0.0, False, f"estimating the cost failed: {type(exc).__name__}: {exc}")
+        if estimate.error:
+            log.error("call %s: %s; its budget hold counts the prices that could be read", call.call_id,
+                      redact(estimate.error))
+        return estimate
 
     # -- after the call --------------------------------------------------------------------------
 
@@ -181,38 +199,84 @@ class SpendTracker:
         self._record(call, outcome)
 
     def _record(self, call, outcome) -> None:
+        """Give back what the call held and spool its row. Whatever goes wrong on the way (a price
+        that is not a number, usage or tags of an unexpected shape from a plugin) is written on the
+        row (`record_error`, `priced: false`, no cost) and logged: the row is never lost for it."""
         held = self._held.pop(id(call), None) or _Held()
-        usage, estimated = outcome.usage, False
-        # A stream that ended without usage (the client left, or it failed part-way) is billed for
-        # what reached the client.
-        if call.stream and call.delivered and (usage is None or not usage.completion_tokens):
-            usage, estimated = _estimated_usage(call), True
-        cost, priced = 0.0, True
-        if call.deployment is not None and usage is not None:
-            priced_cost = self.prices.cost(call.deployment, usage, call.body)
-            cost, priced = priced_cost.amount, priced_cost.priced
-            call.cost = cost if priced else None
-        if outcome.error is None:
-            call.response_headers["x-dheera-ai-response-cost"] = repr(cost)
+        problems: list[str] = []
+        try:
+            usage, estimated = self._usage(call, outcome)
+            tokens = int(usage.total_tokens) if usage else 0
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"reading the usage failed: {type(exc).__name__}: {exc}")
+            usage, estimated, tokens = None, False, 0
         if held.scopes:
             try:
-                self.limiter.release(held.token, held.scopes, usage.total_tokens if usage else 0, time.time(),
-                                     backend=held.backend)
+                self.limiter.release(held.token, held.scopes, tokens, time.time(), backend=held.backend)
             except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
-        row = storable(self._row(call, outcome, usage, cost, priced, estimated, held.budgets))
+        cost = Cost(0.0, True)
+        if call.deployment is not None and usage is not None:
+            try:
+                cost = self.prices.cost(call.deployment, usage, call.body)
+            except Exception as exc:  # noqa: BLE001
+                cost = Cost(0.0, False, f"pricing failed: {type(exc).__name__}: {exc}")
+            if cost.error:
+                problems.append(cost.error)
+        priced = cost.priced and not problems
+        amount = cost.amount if priced or not problems else None
+        call.cost = amount if priced else None
+        if outcome.error is None and amount is not None:
+            call.response_headers["x-dheera-ai-response-cost"] = repr(amount)
+        # Budgets fail safe: a call that could not be priced counts at what could be (else its hold).
+        counted = amount if amount is not None else (cost.amount or held.estimate)
+        row = self._row(call, outcome, usage, amount, priced, estimated, held.budgets, problems)
+        row["budget_cost"] = counted
+        if problems:
+            row["record_error"] = redact("; ".join(problems))[:2000]
+            log.error("spend row of call %s written with what could be recorded: %s", call.call_id,
+                      row["record_error"])
         try:
-            self.spool.append(row)
-        except (SpoolFullError, orjson.JSONEncodeError) as exc:
+            self._spool(storable(row))
+        except (SpoolFullError, OSError, orjson.JSONEncodeError) as exc:  # full, the disk refused, unencodable
             log.error("spend row of call %s lost: %s", call.call_id, exc)
             self.on_row_dropped(call)
             self._release_budget(held.hold_id)
             return
         self._ensure_writer()
 
-    def _row(self, call, outcome, usage, cost, priced, estimated, budgets) -> dict:
+    def _usage(self, call, outcome) -> tuple[Usage | None, bool]:
+        usage = outcome.usage
+        # A stream that ended without usage (the client left, or it failed part-way) is billed for
+        # what reached the client.
+        if call.stream and call.delivered and (usage is None or not usage.completion_tokens):
+            return _estimated_usage(call), True
+        return usage, False
+
+    def _spool(self, row: dict) -> None:
+        try:
+            self.spool.append(row)
+        except TypeError as exc:  # orjson: a plugin's metadata or tags hold something JSON cannot say
+            problem = f"metadata or tags not storable as JSON ({exc}); kept as text"
+            row["record_error"] = "; ".join(filter(None, (row.get("record_error"), problem)))
+            log.error("spend row of call %s: %s", row["request_id"], problem)
+            row["tags"] = [str(t) for t in row["tags"]]
+            row["metadata"] = {"unstorable": repr(row["metadata"])[:2000]}
+            self.spool.append(row)
+
+    def _row(self, call, outcome, usage, cost, priced, estimated, budgets, problems) -> dict:
         principal, deployment, error = call.principal, call.deployment, outcome.error
         end = time.time()
+        try:
+            tags = [t if isinstance(t, str) else str(t) for t in call.tags or ()]
+        except TypeError as exc:
+            problems.append(f"tags unreadable: {exc}")
+            tags = []
+        try:
+            metadata = _redacted(call.metadata) if isinstance(call.metadata, dict) else {}
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"metadata unreadable: {type(exc).__name__}: {exc}")
+            metadata = {}
         return {
             "row_id": ids.row_id(), "request_id": call.call_id,
             "client_call_id": call.client_call_id, "call_type": call.call_type,
@@ -222,11 +286,11 @@ class SpendTracker:
             "model_group": deployment.model_name if deployment else call.model,
             "deployment": deployment.id if deployment else None,
             "provider": deployment.provider if deployment else None,
-            "prompt_tokens": usage.prompt_tokens if usage else 0,
-            "completion_tokens": usage.completion_tokens if usage else 0,
-            "total_tokens": usage.total_tokens if usage else 0,
-            "cost": cost, "priced": priced, "usage_estimated": estimated, "tags": list(call.tags),
-            "metadata": _redacted(call.metadata), "status": outcome.status,
+            "prompt_tokens": _tokens(usage, "prompt_tokens"),
+            "completion_tokens": _tokens(usage, "completion_tokens"),
+            "total_tokens": _tokens(usage, "total_tokens"),
+            "cost": cost, "priced": priced, "usage_estimated": estimated, "tags": tags,
+            "metadata": metadata, "status": outcome.status,
             "error_type": type(error).__name__ if error is not None else None,
             "stream": call.stream, "stream_cut": outcome.stream_cut,
             "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
@@ -295,6 +359,7 @@ class _Held:
         self.scopes: list[Scope] = []
         self.backend = "local"
         self.hold_id: str | None = None
+        self.estimate = 0.0  # what the budget holds are for
         self.budgets: list[tuple] = []  # (scope, id, window start, hold id), settled by the spend row
         self.checks: list[tuple] = []  # (scope, id, window start, budget) the hold was taken against
         self.estimate = 0.0  # what the hold is
@@ -312,6 +377,14 @@ def _about_the_rows(exc: Exception) -> bool:
     """Whether the store's refusal of a batch is about what is in it (a value it cannot take),
     not about the store (down, locked, busy: then the rows wait in the spool for it)."""
     return not isinstance(exc, (StoreUnavailableError, sqlite3.OperationalError, OSError))
+
+
+def _tokens(usage, name: str) -> int:
+    """A token count of the usage, 0 when there is none or it is not a number."""
+    try:
+        return int(getattr(usage, name, 0) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _limit(limits: dict, name: str) -> int:

@@ -1,4 +1,5 @@
-"""The gateway's state, assembled by `create_app`: the store, the key cache, spend and limits, Redis."""
+"""The gateway's state, assembled by `create_app`: the store, the key cache, spend and limits, Redis,
+translated Responses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from proxy_app.invalidation import RedisInvalidation
 from proxy_app.spend import SpendTracker
 from proxy_app.store import StoreUnavailableError, open_store
+from proxy_app.store.responses import StoredResponses
 from proxy_app.virtual_keys import VirtualKeyAuth
 
 log = logging.getLogger("dheera_ai.state")
@@ -22,6 +24,7 @@ class State:
             if redis_url else None
         self.auth = VirtualKeyAuth(self.store, config, self.invalidation, ready=self.ensure_schema)
         self.spend = SpendTracker(self.store, config, local_files_dir(config, self.store))
+        self.responses = StoredResponses(self.store, ready=self.ensure_schema)
         self.schema_ready = False
 
     def ensure_schema(self) -> None:

@@ -28,7 +28,6 @@ from dheera_ai.router import cooldowns
 from tests.conftest import MASTER_KEY
 from tests.support.process import GatewayProcess
 from tests.support.servers import free_port
-from tests.support.services import redis_url
 from tests.support.tcp_proxy import TCPProxy
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -69,23 +68,6 @@ def state_dir(tmp_path, monkeypatch):
 
 
 # -- Redis ----------------------------------------------------------------------------------------
-
-@pytest.fixture
-def proxied_redis():
-    """Redis behind a TCP proxy this test can cut or slow, and a key prefix of its own."""
-    import redis
-
-    url = redis_url()
-    target = redis.connection.parse_url(url)
-    proxy = TCPProxy(target.get("host", "127.0.0.1"), target.get("port", 6379))
-    prefix = f"dheera_ai-drill-{uuid.uuid4().hex[:8]}:"
-    client = redis.Redis.from_url(url, socket_timeout=2)
-    yield proxy, f"redis://127.0.0.1:{proxy.port}/{target.get('db', 0)}", prefix, client
-    proxy.cut()
-    keys = list(client.scan_iter(prefix + "*"))
-    if keys:
-        client.delete(*keys)
-
 
 @pytest.mark.parametrize("fault", ["cut", "slow"])
 def test_redis_cut_or_slow_calls_go_on_and_recovery_is_automatic(make_app, upstream, proxied_redis, state_dir,

@@ -130,3 +130,27 @@ def test_spend_rows_the_full_spool_dropped_are_counted(make_app, base_config, au
     text = client.get("/metrics", headers=auth).get_data(as_text=True)
     assert sample(text, "dheera_ai_spend_rows_dropped_total", model_group="gpt-4o-mini") == 2
     assert sample(text, "dheera_ai_spend_usd_total", model_group="gpt-4o-mini") > 0  # priced all the same
+
+
+def test_a_clean_stop_leaves_no_samples_directory_and_a_configured_one_is_kept(tmp_path):
+    config = tmp_path / "config.yaml"
+    demo = {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}
+    config.write_text(yaml.safe_dump({"model_list": [demo], "general_settings": {"master_key": MASTER_KEY}}))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    configured = tmp_path / "prometheus"
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    for env in ({"TMPDIR": str(temp)}, {"TMPDIR": str(temp), "PROMETHEUS_MULTIPROC_DIR": str(configured)}):
+        gateway = GatewayProcess("--config", str(config), "--workers", "2", env=env)
+        try:
+            gateway.wait_ready()
+            made = list(temp.glob("dheera-ai-metrics-*"))
+            assert len(made) == (0 if "PROMETHEUS_MULTIPROC_DIR" in env else 1)
+            response = requests.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=10,
+                                     json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+            assert response.status_code == 200
+            assert gateway.stop() == 0
+        finally:
+            gateway.close()
+        assert list(temp.glob("dheera-ai-metrics-*")) == []
+    assert list(configured.glob("counter_*.db"))  # the configured directory and its samples stay

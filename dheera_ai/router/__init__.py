@@ -16,7 +16,7 @@ from dheera_ai.config import load_router_settings
 from dheera_ai.errors import BadRequestError, DheeraAIError, NotFoundError, RateLimitError
 from dheera_ai.router import policy
 from dheera_ai.router.cooldowns import CooldownStore, MemoryCooldowns
-from dheera_ai.router.strategies import STRATEGIES, DeploymentStats, UsageBased
+from dheera_ai.router.strategies import STRATEGIES, DeploymentLimits, DeploymentStats
 from dheera_ai.types import Call, Deployment
 
 DEFAULT_TAG = "default"
@@ -70,6 +70,10 @@ class ModelGroup:
                           strategy=None if cached else "simple-shuffle")
 
 
+def _has_limits(deployment: Deployment) -> bool:
+    return bool(deployment.params.get("rpm") or deployment.params.get("tpm"))
+
+
 def _tags(deployment: Deployment) -> frozenset:
     return frozenset(deployment.params.get("tags") or ())
 
@@ -84,6 +88,7 @@ class Router:
         self.settings = settings
         self.cooldowns = cooldowns or MemoryCooldowns()
         self.stats = DeploymentStats()
+        self.limits = DeploymentLimits()
         by_name: dict[str, list[Deployment]] = {}
         for deployment in deployments:
             by_name.setdefault(deployment.model_name, []).append(self._with_defaults(deployment))
@@ -95,6 +100,11 @@ class Router:
         missing = {k: self.settings[k] for k in ("timeout", "stream_timeout")
                    if self.settings.get(k) is not None and deployment.params.get(k) is None}
         return dataclasses.replace(deployment, params={**deployment.params, **missing}) if missing else deployment
+
+    def count_limits_with(self, limits: DeploymentLimits) -> None:
+        """Count deployments' rpm/tpm with `limits` (the gateway's counters, shared by its workers
+        and instances) instead of not at all."""
+        self.limits = limits
 
     def model_names(self) -> list[str]:
         return list(self.groups)
@@ -131,17 +141,35 @@ class Router:
         else:
             view = group
         cooling = self.cooldowns.cooling() if len(group.deployments) > 1 else {}
+        keeps_limits = view.strategy.keeps_limits
+        full = self.stats.is_full if keeps_limits and self.stats.full else None
         usable = None
-        if exclude or cooling:
+        if exclude or cooling or full:
             now = time.time()
 
             def usable(d):
-                return d.id not in exclude and cooling.get(d.id, 0.0) <= now
+                return d.id not in exclude and cooling.get(d.id, 0.0) <= now and not (full and full(d))
 
         chosen = view.strategy.pick(usable)
+        if chosen is not None and keeps_limits:
+            chosen = self._admitted(view, chosen, usable)
         if chosen is None:
             raise self._none_left(view, cooling, exclude)
         return chosen
+
+    def _admitted(self, view: ModelGroup, chosen: Deployment, usable) -> Deployment | None:
+        """The chosen deployment once its rpm/tpm counters took the call (exact across workers and
+        instances), else the strategy's next choice; None when every one is full."""
+        while chosen is not None:
+            if not _has_limits(chosen) or self.limits.admit(chosen, self.stats.clock()):
+                return chosen
+            self.stats.mark_full(chosen)  # until its minute ends, on this worker too
+
+            def usable(d, before=usable):
+                return not self.stats.is_full(d) and (before is None or before(d))
+
+            chosen = view.strategy.pick(usable)
+        return None
 
     def _none_left(self, view: ModelGroup, cooling: dict, exclude) -> DheeraAIError:
         now = time.time()
@@ -151,7 +179,9 @@ class Router:
             return RateLimitError(
                 f"Every deployment of model '{view.name}' is cooling down after repeated failures; "
                 f"retry in {wait}s.", code="all_deployments_cooling_down", headers={"Retry-After": str(wait)})
-        if isinstance(view.strategy, UsageBased) and view.strategy.at_limit():
+        at_limit = [self.stats.utilisation(d) >= 1.0 for d in view.deployments]
+        if view.strategy.keeps_limits and any(at_limit) and all(
+                full or d.id in exclude for d, full in zip(view.deployments, at_limit, strict=True)):
             wait = max(1, 60 - int(self.stats.clock() % 60))
             return RateLimitError(f"Every deployment of model '{view.name}' is at its rpm/tpm limit this minute.",
                                   code="all_deployments_at_limit", headers={"Retry-After": str(wait)})
@@ -164,6 +194,12 @@ class Router:
 
     def finished(self, deployment: Deployment, seconds: float | None, tokens: int = 0) -> None:
         self.stats.finished(deployment, seconds, tokens)
+        if tokens and deployment.params.get("tpm") and self._keeps_limits(deployment):
+            self.limits.used(deployment, tokens, self.stats.clock())
+
+    def _keeps_limits(self, deployment: Deployment) -> bool:
+        group = self.groups.get(deployment.model_name)
+        return group is not None and group.strategy.keeps_limits
 
     def failed(self, deployment: Deployment, error: DheeraAIError, count: bool = True,
                seconds: float | None = None) -> bool:

@@ -4,7 +4,10 @@ Every strategy answers `pick(usable)` in O(1) or O(log n) in the common case (no
 down, nothing excluded), so choosing stays flat as a group grows; `usable` is None then. When
 some deployments are unusable a few random probes come first and a linear scan is the last resort.
 State (in-flight calls, latency, usage) lives in one `DeploymentStats` per router, keyed by
-deployment id, and is per worker process: it steers load, it is not a quota.
+deployment id, and is per worker process: it steers load, it is not a quota. The quota, a
+deployment's `rpm`/`tpm` under usage- and latency-based routing, is counted where every worker
+and instance sees it (`DeploymentLimits`, given by the gateway); a deployment those counters
+found full is marked here until its minute ends, so this worker steers around it too.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class DeploymentStats:
         self.in_flight: dict[str, int] = {}
         self.latency: dict[str, float] = {}  # exponentially weighted seconds
         self.usage: dict[str, list] = {}  # id -> [minute, requests, tokens]
+        self.full: dict[str, int] = {}  # id -> the minute the shared counters found it at its limit
         self._listeners: dict[str, list] = {}
 
     def listen(self, deployment_id: str, listener) -> None:
@@ -67,8 +71,16 @@ class DeploymentStats:
             window = self.usage[deployment_id] = [minute, 0, 0]
         return window
 
+    def mark_full(self, deployment: Deployment) -> None:
+        self.full[deployment.id] = int(self.clock() // 60)
+
+    def is_full(self, deployment: Deployment) -> bool:
+        return bool(self.full) and self.full.get(deployment.id) == int(self.clock() // 60)
+
     def utilisation(self, deployment: Deployment) -> float:
         """The larger of requests/rpm and tokens/tpm this minute; 0 without limits."""
+        if self.is_full(deployment):
+            return 1.0
         window = self.usage.get(deployment.id)
         if window is None or window[0] != int(self.clock() // 60):
             return 0.0
@@ -76,7 +88,23 @@ class DeploymentStats:
         return max(window[1] / rpm if rpm else 0.0, window[2] / tpm if tpm else 0.0)
 
 
+class DeploymentLimits:
+    """Where deployments' `rpm`/`tpm` are counted for the strategies that keep to them. This
+    default counts nothing (the per-worker stats alone steer, as in the SDK); the gateway gives
+    counters shared by its workers and instances (`proxy_app.limits.SharedDeploymentLimits`)."""
+
+    def admit(self, deployment: Deployment, now: float) -> bool:
+        """Count one request to `deployment` this minute if it has room (rpm and tpm); False if not."""
+        return True
+
+    def used(self, deployment: Deployment, tokens: int, now: float) -> None:
+        """Add the tokens a finished call used to the deployment's minute."""
+
+
 class Strategy:
+    # Whether a deployment's rpm/tpm is a limit this strategy keeps to (else just a weight).
+    keeps_limits = False
+
     def __init__(self, deployments: list[Deployment], stats: DeploymentStats, settings: dict):
         self.deployments = deployments
         self.stats = stats
@@ -166,8 +194,10 @@ class LeastBusy(Strategy):
 
 class LatencyBased(Strategy):
     """Lowest recent latency (time to answer, or to the first chunk of a stream); a deployment
-    never measured goes first, and a small share of calls explores at random."""
+    never measured goes first, and a small share of calls explores at random. Keeps to each
+    deployment's `rpm`/`tpm`, as LiteLLM's latency routing does."""
 
+    keeps_limits = True
     REFRESH = 0.1  # seconds between re-rankings of a large group
 
     def __init__(self, deployments, stats, settings):
@@ -204,6 +234,8 @@ class UsageBased(Strategy):
     """Stay under each deployment's `rpm`/`tpm` this minute: the least used of two random
     deployments (all of them in a small group); one at its limit is never chosen."""
 
+    keeps_limits = True
+
     def pick(self, usable):
         stats = self.stats
 
@@ -219,9 +251,6 @@ class UsageBased(Strategy):
             if candidates:
                 return min(candidates, key=stats.utilisation)
         return self._scan(open_, key=stats.utilisation)
-
-    def at_limit(self) -> bool:
-        return all(self.stats.utilisation(d) >= 1.0 for d in self.deployments)
 
 
 class CostBased(Strategy):

@@ -158,8 +158,36 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
+    (30, "spend rows that could not be priced: no cost, and what went wrong", [
+        # `cost` becomes nullable (SQLite cannot drop a NOT NULL in place: a new column replaces it).
+        "ALTER TABLE spend_logs ADD COLUMN cost_priced DOUBLE PRECISION",
+        "UPDATE spend_logs SET cost_priced = cost",
+        "ALTER TABLE spend_logs DROP COLUMN cost",
+        "ALTER TABLE spend_logs RENAME COLUMN cost_priced TO cost",
+        "ALTER TABLE spend_logs ADD COLUMN record_error TEXT",
+    ]),
+)
+
+MIGRATIONS.append(
     (90, "what each guardrail did, on the spend row", [
         # JSON: [{"guardrail", "phase", "result", "items", "entities"}]; NULL for rows before it.
         "ALTER TABLE spend_logs ADD COLUMN guardrails TEXT",
     ]),
 )
+
+MIGRATIONS.append(
+    (31, "translated Responses, for follow-ups on any worker or instance", [
+        # `body`: the response, its input items and the conversation so far (JSON). `owner`: the
+        # hash of the key that made it (or the master key's kind); only that key finds it.
+        """CREATE TABLE bridged_responses (
+            response_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX bridged_responses_created ON bridged_responses (created_at)",
+    ]),
+)
+
+# Each change appends its own entry (numbers are reserved per change, with gaps); they are applied
+# in version order.
+MIGRATIONS.sort(key=lambda migration: migration[0])

@@ -17,7 +17,7 @@ SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "
                  "deployment", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
                  "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
                  "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "client_call_id",
-                 "guardrails")
+                 "guardrails", "record_error")
 FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
 # What a spend row's owner columns are called as total scopes.
 TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
@@ -71,15 +71,17 @@ class SpendStore:
                                 (row["row_id"], tag))
                 owners = [("tag", tag) for tag in tags] + [(scope, row[column]) for scope, column in TOTAL_SCOPES
                                                             if row.get(column)]
+                cost = row["cost"] or 0.0  # None: the call could not be priced
                 for owner in owners:
                     total = totals.setdefault(owner, [0.0, 0, 0, 0])
-                    total[0] += row["cost"]
+                    total[0] += cost
                     total[1] += 1
                     total[2] += row["prompt_tokens"]
                     total[3] += row["completion_tokens"]
                 for scope, scope_id, window_start, hold_id in row.get("budgets") or ():
                     key = (scope, scope_id, window_start)
-                    spent[key] = spent.get(key, 0.0) + row["cost"]
+                    # A row that could not be priced counts what could be (`budget_cost`).
+                    spent[key] = spent.get(key, 0.0) + (row.get("budget_cost") or cost)
                     holds.append((hold_id, scope, scope_id))
             # Shared rows are updated in one (sorted) order, so concurrent batches cannot deadlock.
             for (scope, scope_id), (spend, calls, prompt, completion) in sorted(totals.items()):
@@ -231,7 +233,7 @@ class SpendStore:
         day = "CAST(l.start_time AS BIGINT) / 86400"
         with self._transaction() as cur:
             cur.execute(self._sql(
-                f"SELECT {day} AS day, {group} AS grp, SUM(l.cost), COUNT(*), SUM(l.prompt_tokens), "
+                f"SELECT {day} AS day, {group} AS grp, COALESCE(SUM(l.cost), 0), COUNT(*), SUM(l.prompt_tokens), "
                 f"SUM(l.completion_tokens) FROM spend_logs l{join} WHERE {clause} "
                 f"GROUP BY {day}, {group} ORDER BY day, grp"), tuple(params))
             return [{"day": int(d) * 86400, group_by: g, "spend": s, "calls": c, "prompt_tokens": p,

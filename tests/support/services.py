@@ -79,3 +79,23 @@ def postgres():
 def redis_channel():
     """A Redis URL and a channel name no other test run listens on."""
     return redis_url(), "dheera_ai_test:" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def proxied_redis():
+    """Real Redis behind a TCP proxy the test can cut or slow, and a key prefix of its own:
+    yields (proxy, the URL through it, the prefix, a client talking to Redis directly)."""
+    import redis
+
+    from tests.support.tcp_proxy import TCPProxy
+
+    url = redis_url()
+    target = redis.connection.parse_url(url)
+    proxy = TCPProxy(target.get("host", "127.0.0.1"), target.get("port", 6379))
+    prefix = f"dheera_ai_test:{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    yield proxy, f"redis://127.0.0.1:{proxy.port}/{target.get('db', 0)}", prefix, client
+    proxy.cut()
+    keys = list(client.scan_iter(prefix + "*"))
+    if keys:
+        client.delete(*keys)
