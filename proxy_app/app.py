@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from flask import Flask
@@ -30,6 +31,7 @@ from proxy_app.blueprints import (
 from proxy_app.logs import configure_logging
 from proxy_app.state import State
 
+log = logging.getLogger("dheera_ai.config")
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
 
 
@@ -80,4 +82,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
                       keys.bp, users.bp, teams.bp, spend.bp, openapi.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
+    level = logging.DEBUG if os.environ.get("DHEERA_AI_CONFIG_WARNED") else logging.WARNING
+    for warning in engine.config.warnings:
+        log.log(level, "config: %s", warning)
     return app
