@@ -50,6 +50,15 @@ def authenticate() -> Principal:
 def json_body(schema: Schema, model: str | None = None) -> dict:
     """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise.
     `model` (from the path, on Azure-style routes) replaces the body's."""
+    body = json_object()
+    if model is not None:
+        body["model"] = model
+    _check(schema, body)
+    return body
+
+
+def json_object() -> dict:
+    """The request's body as a JSON object, unchecked; a clear 400 if it is not one."""
     raw = request.get_data(cache=False)
     if not raw:
         raise BadRequestError("The request body is empty; send a JSON object.", code="invalid_json")
@@ -59,9 +68,6 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
         raise BadRequestError(f"The request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
-    if model is not None:
-        body["model"] = model
-    _check(schema, body)
     return body
 
 

@@ -84,7 +84,7 @@ def test_a_caller_chosen_key_is_used_as_given(client, auth):
     ({"models": "demo"}, "models"),
     ({"metadata": [1]}, "metadata"),
     ({"key": "not-an-sk-key"}, "key"),
-    ({"user_id": "nobody"}, "user_id"),
+    ({"user_id": 5}, "user_id"),
     ({"team_id": "no-team"}, "team_id"),
 ])
 def test_bad_generate_requests_are_400_naming_the_field(client, auth, fields, param):
