@@ -44,6 +44,10 @@ class PriceTable:
             raise ValueError(f"{path or DEFAULT_PRICES}: a price table is a mapping of model -> prices")
         return cls(entries)
 
+    def forget(self) -> None:
+        """Drop the per-deployment prices: deployments changed (a model added or updated live)."""
+        self._by_deployment = {}
+
     def prices_for(self, deployment: Deployment) -> dict | None:
         """The deployment's prices (table entry under its model_info overrides), or None."""
         if deployment.id not in self._by_deployment:

@@ -91,10 +91,10 @@ def effective_models(key_models, team_models, access_groups: dict) -> frozenset 
     return mine if team is None else mine & team
 
 
-def access_groups(config) -> dict:
+def access_groups(deployments) -> dict:
     """model_info.access_groups of every deployment: group name -> the model names in it."""
     groups: dict = {}
-    for deployment in config.deployments:
+    for deployment in deployments:
         for group in deployment.model_info.get("access_groups") or ():
             groups.setdefault(group, set()).add(deployment.model_name)
     return groups
@@ -128,7 +128,7 @@ class VirtualKeyAuth:
         self.ready = ready or (lambda: None)
         self.invalidation = invalidation
         self.poll_seconds = poll_seconds
-        self.groups = access_groups(config)
+        self.groups = access_groups(config.deployments)
         self.cache: dict[str, CachedKey] = {}
         # Moves on every invalidation, so a lookup that raced one does not cache what it read.
         self._generation = 0

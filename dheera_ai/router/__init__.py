@@ -84,11 +84,16 @@ class Router:
         self.settings = settings
         self.cooldowns = cooldowns or MemoryCooldowns()
         self.stats = DeploymentStats()
+        self.set_deployments(deployments)
+
+    def set_deployments(self, deployments: list[Deployment]) -> None:
+        """Serve this model list from now on (models added or removed at run time); stats and
+        cooldowns stay. Calls already routed keep the group they were given."""
         by_name: dict[str, list[Deployment]] = {}
         for deployment in deployments:
             by_name.setdefault(deployment.model_name, []).append(self._with_defaults(deployment))
-        self.groups = {name: ModelGroup(name, members, self.stats, settings) for name, members in by_name.items()}
-        self._by_id = {d.id: d for group in self.groups.values() for d in group.deployments}
+        groups = {name: ModelGroup(name, members, self.stats, self.settings) for name, members in by_name.items()}
+        self.groups, self._by_id = groups, {d.id: d for group in groups.values() for d in group.deployments}
 
     def _with_defaults(self, deployment: Deployment) -> Deployment:
         """Router-wide `timeout`/`stream_timeout` become the deployment's own unless it has one."""

@@ -148,3 +148,19 @@ MIGRATIONS.append(
         "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )
+
+MIGRATIONS.append(
+    # Models added with /model/new (LiteLLM's `store_model_in_db`): the `model_list` entry as given
+    # (its params and model_info as JSON). Row 2 of state_version moves with every change, so each
+    # worker of each instance notices within its poll second (proxy_app/live_models.py).
+    (40, "models added through the API", [
+        """CREATE TABLE models (
+            model_id TEXT PRIMARY KEY,
+            model_name TEXT NOT NULL,
+            params TEXT NOT NULL,
+            model_info TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "INSERT INTO state_version (id, version) VALUES (2, 0)",
+    ]),
+)

@@ -16,6 +16,7 @@ import orjson
 
 from dheera_ai.errors import BadRequestError, ServiceUnavailableError
 from proxy_app.store.migrations import MIGRATIONS
+from proxy_app.store.models import ModelStore
 from proxy_app.store.spend import SpendStore
 
 JSON_COLUMNS = frozenset({"models", "metadata", "tags"})
@@ -37,8 +38,9 @@ class ConflictError(BadRequestError):
     """A row with that identity exists already (key, alias, user or team id)."""
 
 
-class SQLStore(SpendStore):
-    """Keys, users and teams (spend from `SpendStore`); backends provide `_transaction` and the rest."""
+class SQLStore(SpendStore, ModelStore):
+    """Keys, users and teams (spend from `SpendStore`, API-added models from `ModelStore`);
+    backends provide `_transaction` and the rest."""
 
     backend = "sql"
 
