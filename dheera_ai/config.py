@@ -230,6 +230,9 @@ class GeneralSettingsSchema(Schema):
     # Your own price table instead of the shipped one (dheera_ai/model_prices.yaml); checked here so
     # a wrong path stops start-up with the key's name, not each worker as it boots.
     model_prices_path = fields.String(allow_none=True, validate=_existing_file)
+    # Every x-dheera-ai-* response header also as LiteLLM's x-litellm-* (dashboards and clients read
+    # x-litellm-model-id, -response-cost, -call-id). Off by default: the hot path pays nothing.
+    litellm_compatible_headers = fields.Boolean(load_default=False)
 
 
 SHORT_MASTER_KEY = 8

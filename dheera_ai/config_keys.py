@@ -18,7 +18,7 @@ READ: dict[str, tuple[str, ...]] = {
     "": ("model_list", "router_settings", "dheera_ai_settings", "litellm_settings", "general_settings",
          "environment_variables", "plugins"),
     "general_settings": ("spend_spool_max_mb", "spend_flush_seconds", "local_state_dir",
-                         "require_auth_for_metrics_endpoint", "litellm_compatible_headers"),
+                         "require_auth_for_metrics_endpoint"),
     "litellm_settings": ("drop_params", "require_auth_for_metrics_endpoint"),
     "router_settings": (),
 }

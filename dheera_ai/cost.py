@@ -56,8 +56,15 @@ class PriceTable:
             self._by_deployment[deployment.id] = {**base, **overrides} if (base or overrides) else None
         return self._by_deployment[deployment.id]
 
-    def _lookup(self, deployment: Deployment) -> dict | None:
-        names = [deployment.model, deployment.model_info.get("base_model")]
+    def prices_for_answer(self, deployment: Deployment, model: str) -> dict | None:
+        """Prices of the model an answer names, for a deployment whose own name has none."""
+        key = f"{deployment.id}|{model}"
+        if key not in self._by_deployment:
+            self._by_deployment[key] = self._lookup(deployment, [model])
+        return self._by_deployment[key]
+
+    def _lookup(self, deployment: Deployment, names=None) -> dict | None:
+        names = names or [deployment.model, deployment.model_info.get("base_model")]
         candidates = []
         for name in filter(None, names):
             short = name.rsplit("/", 1)[-1]  # azure/responses/<d>, dheera_ai_proxy/openai/<m>
@@ -71,6 +78,8 @@ class PriceTable:
 
     def cost(self, deployment: Deployment, usage: Usage | None, request: dict | None = None) -> Cost:
         prices = self.prices_for(deployment)
+        if prices is None and usage is not None and usage.model:
+            prices = self.prices_for_answer(deployment, usage.model)
         if prices is None:
             return Cost(0.0, False)
         return Cost(price_usage(usage, prices, request or {}), True)

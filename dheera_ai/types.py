@@ -28,9 +28,12 @@ class Usage:
     total_tokens: int = 0
     # Anything else the upstream said (cached tokens, reasoning tokens, ...), kept as given.
     details: dict = field(default_factory=dict)
+    # The model the answer names (`"model"` beside the usage): priced when the deployment's own
+    # name has no price, as an Azure deployment without base_model (LiteLLM does the same).
+    model: str | None = None
 
     @classmethod
-    def from_openai(cls, usage: dict | None) -> "Usage | None":
+    def from_openai(cls, usage: dict | None, model=None) -> "Usage | None":
         if not isinstance(usage, dict):
             return None
         prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
@@ -38,7 +41,7 @@ class Usage:
         total = int(usage.get("total_tokens") or prompt + completion)
         details = {k: v for k, v in usage.items()
                    if k not in ("prompt_tokens", "completion_tokens", "total_tokens")}
-        return cls(prompt, completion, total, details)
+        return cls(prompt, completion, total, details, model if isinstance(model, str) else None)
 
 
 @dataclass(frozen=True)

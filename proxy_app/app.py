@@ -76,6 +76,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
+    app.config["LITELLM_HEADERS"] = engine.config.general_settings["litellm_compatible_headers"]
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
     app.extensions["dheera_ai.metrics"] = gateway_metrics

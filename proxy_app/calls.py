@@ -17,6 +17,7 @@ from proxy_app.validation import FastValidator
 # Where callers put their key: OpenAI clients, our own header, Azure clients, Anthropic clients.
 KEY_HEADERS = ("authorization", "x-dheera-ai-api-key", "api-key", "x-api-key")
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+OUR_HEADER_PREFIX = "x-dheera-ai-"
 
 
 def engine():
@@ -53,7 +54,7 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
     body = json_object()
     if model is not None:
         body["model"] = model
-    _check(schema, body)
+    check(schema, body)
     return body
 
 
@@ -76,7 +77,7 @@ def _validator(schema: Schema) -> FastValidator:
     return FastValidator(schema)
 
 
-def _check(schema: Schema, body: dict) -> None:
+def check(schema: Schema, body: dict) -> None:
     """A 400 naming the first field `schema` refuses, if any."""
     problems = _validator(schema).errors(body)
     if problems:
@@ -131,7 +132,7 @@ def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Uplo
             for key, values in form.lists()}
     if model is not None:
         body["model"] = model
-    _check(schema, body)
+    check(schema, body)
     files = []
     for field, storage in request.files.items(multi=True):
         stream = storage.stream
@@ -178,4 +179,8 @@ def add_call_headers(response: Response) -> Response:
         response.headers["x-dheera-ai-overhead-duration-ms"] = f"{overhead * 1000:.3f}"
         for name, value in call.response_headers.items():
             response.headers[name] = value
+    if current_app.config["LITELLM_HEADERS"]:
+        for name, value in list(response.headers.items()):
+            if name.lower().startswith(OUR_HEADER_PREFIX):
+                response.headers["x-litellm-" + name[len(OUR_HEADER_PREFIX):]] = value
     return response

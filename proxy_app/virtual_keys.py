@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from dheera_ai import hookimpl
-from dheera_ai.errors import AuthenticationError, PermissionDeniedError
+from dheera_ai.errors import AuthenticationError
 from dheera_ai.types import Principal
 from proxy_app.store import StoreUnavailableError
 
@@ -163,7 +163,8 @@ class VirtualKeyAuth:
             return
         if call.model not in principal.models:
             allowed = ", ".join(sorted(principal.models)) or "(none)"
-            raise PermissionDeniedError(
+            # 401, as LiteLLM answers it (clients and its tests expect that status here).
+            raise AuthenticationError(
                 f"This key may not use the model '{call.model}'. Allowed models: {allowed}.",
                 param="model", code="model_not_allowed")
 

@@ -72,7 +72,7 @@ def test_a_team_bounds_its_keys(client, auth):
 
     key = generate(client, auth, team_id="eng")["key"]  # no models of its own: the team's
     assert chat(client, key).status_code == 200
-    assert chat(client, key, model="gpt-4o-mini").status_code == 403
+    assert chat(client, key, model="gpt-4o-mini").status_code == 401
     moved = post(client, auth, "/key/update", key=key, models=["gpt-4o-mini"])
     assert moved.status_code == 400 and moved.json["error"]["param"] == "models"
 
@@ -82,7 +82,7 @@ def test_narrowing_or_blocking_a_team_reaches_its_keys_at_once(client, auth):
     key = generate(client, auth, team_id="ops", models=["demo"])["key"]
     assert chat(client, key).status_code == 200
     post(client, auth, "/team/update", team_id="ops", models=["gpt-4o-mini"])
-    assert chat(client, key).status_code == 403
+    assert chat(client, key).status_code == 401
     post(client, auth, "/team/update", team_id="ops", models=["demo"], blocked=True)
     refused = chat(client, key)
     assert refused.status_code == 401 and "team" in refused.json["error"]["message"]

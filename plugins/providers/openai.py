@@ -162,7 +162,7 @@ def _usage_of(content: bytes) -> Usage | None:
         parsed = orjson.loads(content)
     except orjson.JSONDecodeError:
         return None
-    return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+    return Usage.from_openai(parsed.get("usage"), parsed.get("model")) if isinstance(parsed, dict) else None
 
 
 def _count_images(reply: Reply) -> Reply:

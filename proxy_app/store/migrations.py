@@ -164,3 +164,8 @@ MIGRATIONS.append(
         "INSERT INTO state_version (id, version) VALUES (2, 0)",
     ]),
 )
+
+MIGRATIONS.append(
+    # GET /spend/logs?request_id=... (LiteLLM's lookup of one call's row).
+    (41, "spend logs by request id", ["CREATE INDEX spend_logs_request_id ON spend_logs (request_id)"]),
+)

@@ -28,7 +28,8 @@ REPORT_GROUPS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", 
 BUDGET_EPSILON = 1e-9
 # A hold older than this belongs to a call whose worker died mid-call; it stops counting.
 HOLD_SECONDS = 900
-LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group"}
+LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group",
+               "request_id": "l.request_id"}
 
 
 class BudgetRefusal:
