@@ -289,6 +289,9 @@ class RouterSettingsSchema(Schema):
     timeout = Number(allow_none=True, validate=_positive)
     stream_timeout = Number(allow_none=True, validate=_positive)
     enable_tag_filtering = fields.Boolean(load_default=False)
+    # LiteLLM's aliases: a name clients may send -> the model group that answers it (or
+    # {model: group, hidden: true} to keep the alias out of /models).
+    model_group_alias = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
     # Share of calls the latency strategy sends to a random deployment, so it notices recoveries.
     latency_exploration = Number(load_default=0.05, validate=validate.Range(min=0, max=1))
 
@@ -313,6 +316,13 @@ def load_router_settings(raw: dict, group_names) -> dict:
     unknown = [g for g in settings["default_fallbacks"] if g not in known]
     if unknown:
         raise ValidationError({"default_fallbacks": [f"unknown model group '{unknown[0]}'"]})
+    aliases = {}
+    for alias, target in settings["model_group_alias"].items():
+        group = target.get("model") if isinstance(target, dict) else target
+        if not isinstance(group, str) or group not in known:
+            raise ValidationError({"model_group_alias": {alias: [f"unknown model group {group!r}"]}})
+        aliases[alias] = (group, bool(target.get("hidden")) if isinstance(target, dict) else False)
+    settings["model_group_alias"] = aliases
     return settings
 
 

@@ -67,7 +67,7 @@ LITELLM_UNUSED: dict[str, dict[str, str]] = {
         "redis_port": "set general_settings.redis_url instead",
         "redis_password": "set general_settings.redis_url instead",
         "redis_url": "set general_settings.redis_url instead",
-        "enable_pre_call_checks": "", "model_group_alias": "", "cache_responses": "",
+        "enable_pre_call_checks": "", "cache_responses": "",
         "provider_budget_config": "", "optional_pre_call_checks": "", "routing_strategy_args": "",
         "disable_cooldowns": "", "set_verbose": "", "debug_level": "", "polling_interval": "",
     },

@@ -118,3 +118,24 @@ def test_an_azure_deployment_without_base_model_is_priced_by_the_answers_model(g
     assert float(answer.headers["x-dheera-ai-response-cost"]) > 0
     [row] = spend_rows(gateway, model="azure-gpt")["data"]
     assert row["priced"] is True and row["cost"] > 0
+
+
+def test_model_group_alias_answers_for_its_group(live_app, config):
+    config["router_settings"] = {"model_group_alias": {"my-special-alias": "demo",
+                                                       "hidden-alias": {"model": "demo", "hidden": True}}}
+    gateway = live_app(config)
+    for name in ("my-special-alias", "hidden-alias"):
+        answer = requests.post(gateway.url + "/chat/completions", headers=AUTH, timeout=10,
+                               json={"model": name, "messages": MESSAGES})
+        assert answer.status_code == 200 and answer.headers["x-dheera-ai-model-group"] == "demo"
+    listed = [m["id"] for m in requests.get(gateway.url + "/v1/models", headers=AUTH, timeout=10).json()["data"]]
+    assert "my-special-alias" in listed and "hidden-alias" not in listed
+
+
+def test_a_model_group_alias_to_nowhere_stops_start_up(make_app, config):
+    from dheera_ai.config import ConfigError
+
+    config["router_settings"] = {"model_group_alias": {"a": "no-such-group"}}
+    with pytest.raises(ConfigError) as exc:
+        make_app(config)
+    assert "router_settings.model_group_alias.a: unknown model group 'no-such-group'" in exc.value.problems

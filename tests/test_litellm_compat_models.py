@@ -99,3 +99,24 @@ def test_model_routes_are_admin_only_for_changes_and_filtered_for_keys(live):
     assert [m["model_name"] for m in get(live.url, "/model/info", key).json()["data"]] == ["demo"]
     groups = get(live.url, "/model_group/info").json()["data"]
     assert {g["model_group"]: g["providers"] for g in groups} == {"gpt-4o-mini": ["openai"], "demo": ["mock"]}
+
+
+def test_two_instances_on_postgresql_share_added_models(live_app, base_config):
+    from tests.support.services import PostgresSchema
+
+    schema = PostgresSchema()
+    try:
+        base_config["general_settings"]["database_url"] = schema.url
+        one, other = live_app(base_config).url, live_app(base_config).url
+        model_id = post(one, "/model/new", model_name="pg-model", litellm_params={"model": "mock/pg"}).json()["model_id"]
+        assert eventually(lambda: chat(other, "pg-model").status_code == 200)
+        assert post(other, "/model/delete", id=model_id).status_code == 200
+        assert eventually(lambda: chat(one, "pg-model").status_code == 400)
+    finally:
+        schema.drop()
+
+
+def test_a_key_sees_models_without_their_addresses(live):
+    key = post(live.url, "/key/generate", models=["gpt-4o-mini"]).json()["key"]
+    [row] = get(live.url, "/model/info", key).json()["data"]
+    assert row["litellm_params"] == {"model": "openai/gpt-4o-mini"}

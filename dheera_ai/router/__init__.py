@@ -102,7 +102,10 @@ class Router:
         return dataclasses.replace(deployment, params={**deployment.params, **missing}) if missing else deployment
 
     def model_names(self) -> list[str]:
-        return list(self.groups)
+        """The groups and the aliases not marked hidden (router_settings.model_group_alias)."""
+        shown = [a for a, (group, hidden) in self.settings.get("model_group_alias", {}).items()
+                 if not hidden and group in self.groups and a not in self.groups]
+        return list(self.groups) + shown
 
     def find(self, deployment_id: str) -> Deployment:
         """The deployment with this id; a 404 once the config no longer has it."""
@@ -114,6 +117,8 @@ class Router:
 
     def group(self, name: str) -> ModelGroup:
         group = self.groups.get(name)
+        if group is None and name in self.settings.get("model_group_alias", ()):
+            group = self.groups.get(self.settings["model_group_alias"][name][0])
         if group is None:
             raise BadRequestError(
                 f"Invalid model name '{name}'. "

@@ -29,9 +29,11 @@ def live():
     return admin.state().models
 
 
-def model_view(deployment, stored_ids) -> dict:
-    """A deployment as LiteLLM's /model/info shows it, secrets masked."""
-    params = redact_data({**deployment.params, "model": f"{deployment.provider}/{deployment.model}"})
+def model_view(deployment, stored_ids, full: bool = True) -> dict:
+    """A deployment as LiteLLM's /model/info shows it, secrets masked; `full=False` (a key that is
+    no admin) shows the model, not where or how it is reached."""
+    model = f"{deployment.provider}/{deployment.model}"
+    params = redact_data({**deployment.params, "model": model}) if full else {"model": model}
     info = {**deployment.model_info, "id": deployment.id, "db_model": deployment.id in stored_ids}
     return {"model_name": deployment.model_name, "litellm_params": params, "model_info": info}
 
@@ -56,7 +58,8 @@ def info():
         deployments = [d for d in deployments if d.id == wanted]
     if request.args.get("model"):
         deployments = [d for d in deployments if d.model_name == request.args["model"]]
-    return {"data": [model_view(d, stored_ids) for d in deployments]}
+    full = admin.is_admin(principal)
+    return {"data": [model_view(d, stored_ids, full) for d in deployments]}
 
 
 @bp.get("/model_group/info")
