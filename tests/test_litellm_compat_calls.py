@@ -81,7 +81,7 @@ def test_routes_and_model_access_groups(gateway):
     assert [g["id"] for g in groups] == ["safety"]
 
 
-def test_spend_logs_by_request_id_in_litellms_names(gateway):
+def test_spend_logs_by_request_id_in_litellms_names(gateway, upstream):
     made = requests.post(gateway.url + "/key/generate", headers=AUTH, json={}, timeout=10).json()
     answer = requests.post(gateway.url + "/chat/completions", headers={"Authorization": f"Bearer {made['key']}"},
                            timeout=10, json={"model": "gpt-4o-mini", "messages": MESSAGES})
@@ -90,8 +90,15 @@ def test_spend_logs_by_request_id_in_litellms_names(gateway):
                   json={"model": "demo", "messages": MESSAGES})
     ours = spend_rows(gateway, request_id=call_id)
     assert ours["total_count"] == 1 and ours["data"][0]["request_id"] == call_id
-    [row] = spend_rows(gateway, request_id=call_id, format="litellm")  # a list, as LiteLLM answers
-    assert row["request_id"] == call_id and row["model"] == "gpt-4o-mini" and row["spend"] > 0
+    assert ours["data"][0]["response_id"] == answer.json()["id"]
+
+    # LiteLLM's test_keys looks a row up by the answer's id and reads a list.
+    upstream.respond({**chat_completion(), "id": "chatcmpl-unique-42"})
+    answer = requests.post(gateway.url + "/chat/completions", headers={"Authorization": f"Bearer {made['key']}"},
+                           timeout=10, json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    [row] = spend_rows(gateway, request_id=answer.json()["id"], format="litellm")
+    assert row["request_id"] == "chatcmpl-unique-42" and row["call_id"] == answer.headers["x-dheera-ai-call-id"]
+    assert row["model"] == "gpt-4o-mini" and row["spend"] > 0 and row["completion_tokens"] == 7
     assert row["api_key"] == made["token"] and row["startTime"].endswith("Z") and row["status"] == "success"
 
 

@@ -91,7 +91,7 @@ def logs():
 
 
 # Our spend-row fields -> LiteLLM's names for them (its LiteLLM_SpendLogs table).
-LITELLM_NAMES = {"request_id": "request_id", "call_type": "call_type", "key_hash": "api_key", "cost": "spend",
+LITELLM_NAMES = {"response_id": "request_id", "call_type": "call_type", "key_hash": "api_key", "cost": "spend",
                  "total_tokens": "total_tokens", "prompt_tokens": "prompt_tokens",
                  "completion_tokens": "completion_tokens", "start_time": "startTime", "end_time": "endTime",
                  "model_group": "model", "deployment": "model_id", "user_id": "user", "team_id": "team_id",
@@ -102,6 +102,8 @@ LITELLM_NAMES = {"request_id": "request_id", "call_type": "call_type", "key_hash
 def litellm_row(row: dict) -> dict:
     """A spend row as LiteLLM's /spend/logs lists it (`?format=litellm`)."""
     out = {theirs: row.get(ours) for ours, theirs in LITELLM_NAMES.items()}
+    out["request_id"] = row.get("response_id") or row.get("request_id")  # LiteLLM's is the answer's id
+    out["call_id"] = row.get("request_id")
     out["model_group"] = row.get("model_group")
     out["status"] = "success" if row.get("status") == 200 else "failure"
     return out

@@ -167,5 +167,8 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     # GET /spend/logs?request_id=... (LiteLLM's lookup of one call's row).
-    (41, "spend logs by request id", ["CREATE INDEX spend_logs_request_id ON spend_logs (request_id)"]),
+    # `response_id` is the answer's own `id` (chatcmpl-...), which LiteLLM calls the request id.
+    (41, "spend logs by request id", ["CREATE INDEX spend_logs_request_id ON spend_logs (request_id)",
+                                      "ALTER TABLE spend_logs ADD COLUMN response_id TEXT",
+                                      "CREATE INDEX spend_logs_response_id ON spend_logs (response_id)"]),
 )
