@@ -25,9 +25,9 @@ LITELLM_UNUSED_FIELDS = frozenset({
     "team_member_permissions", "team_member_budget", "team_member_rpm_limit", "team_member_tpm_limit",
     "team_member_key_duration", "sso_user_id", "budget_fallbacks", "upperbound_key_generate_params",
     "max_budget_in_team", "tpm_limit_type", "rpm_limit_type", "access_group_ids", "router_settings",
-    "logging", "secret_manager_settings", "disable_global_guardrails", "user_alias", "expires",
-    "key_name", "prompts", "soft_budget_cooldown", "allowed_vector_store_indexes", "policies",
-    "disable_global_policies", "team_member_rpm_limit", "default_model", "guardrail_settings",
+    "logging", "secret_manager_settings", "disable_global_guardrails", "expires",
+    "key_name", "soft_budget_cooldown", "allowed_vector_store_indexes", "policies",
+    "disable_global_policies", "default_model", "guardrail_settings",
     "litellm_changed_by", "admins", "members", "organization", "team_alias_prefix",
 })
 

@@ -62,7 +62,8 @@ def main(argv=None) -> None:
             why = ("  No general_settings.master_key is set, so anyone who can reach the gateway can use it:\n"
                    "  listening on 127.0.0.1 only. Set a master key, or pass --host to choose.\n")
         elif config.short_master_key:
-            why = (f"  general_settings.master_key is shorter than {SHORT_MASTER_KEY} characters (LiteLLM's sk-1234?):\n"
+            why = (f"  general_settings.master_key is shorter than {SHORT_MASTER_KEY} characters "
+                   "(LiteLLM's sk-1234?):\n"
                    "  listening on 127.0.0.1 only; a longer key is needed to listen beyond loopback.\n")
     for warning in config.warnings:
         print(f"dheera_ai: warning: {warning}", file=sys.stderr)

@@ -79,7 +79,8 @@ def test_team_new_and_member_add_create_unknown_members(gateway):
     members = added.json()["members_with_roles"]
     assert {"user_id": "lead-1", "role": "admin"} in members and len(members) == 3
     # The same email again is the same user, not a second one.
-    again = post(gateway, "/team/member_add", team_id=team_id, member={"role": "admin", "user_email": "ops@example.com"})
+    again = post(gateway, "/team/member_add", team_id=team_id,
+                 member={"role": "admin", "user_email": "ops@example.com"})
     assert len(again.json()["members_with_roles"]) == 3
 
 

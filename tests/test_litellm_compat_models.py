@@ -108,7 +108,8 @@ def test_two_instances_on_postgresql_share_added_models(live_app, base_config):
     try:
         base_config["general_settings"]["database_url"] = schema.url
         one, other = live_app(base_config).url, live_app(base_config).url
-        model_id = post(one, "/model/new", model_name="pg-model", litellm_params={"model": "mock/pg"}).json()["model_id"]
+        added = post(one, "/model/new", model_name="pg-model", litellm_params={"model": "mock/pg"})
+        model_id = added.json()["model_id"]
         assert eventually(lambda: chat(other, "pg-model").status_code == 200)
         assert post(other, "/model/delete", id=model_id).status_code == 200
         assert eventually(lambda: chat(one, "pg-model").status_code == 400)

@@ -100,8 +100,9 @@ def test_unknown_keys_warn_with_a_did_you_mean():
 
 def test_litellm_features_we_lack_are_named_not_silently_ignored():
     config = build_config({"litellm_settings": {"cache": True}, "guardrails": []}, PROVIDERS)
-    assert any(w.startswith("litellm_settings.cache: a LiteLLM setting Dheera AI does not use") for w in config.warnings)
-    assert any(w.startswith("guardrails: a LiteLLM setting Dheera AI does not use") for w in config.warnings)
+    unused = "a LiteLLM setting Dheera AI does not use"
+    assert any(w.startswith(f"litellm_settings.cache: {unused}") for w in config.warnings)
+    assert any(w.startswith(f"guardrails: {unused}") for w in config.warnings)
 
 
 def test_an_unset_variable_in_a_setting_we_read_still_stops_start_up(monkeypatch):

@@ -159,7 +159,8 @@ def _checked(body: dict, model_id: str):
         problem = flatten_errors(e.messages)[0].replace("dheera_ai_params", "litellm_params")
         raise BadRequestError(problem, param=problem.split(":", 1)[0], code="invalid_value") from None
     except ValueError as e:
-        raise BadRequestError(f"litellm_params.model: {e}", param="litellm_params.model", code="invalid_value") from None
+        raise BadRequestError(f"litellm_params.model: {e}", param="litellm_params.model",
+                              code="invalid_value") from None
 
 
 def _save(model_id: str, deployment) -> None:
