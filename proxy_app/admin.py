@@ -28,7 +28,8 @@ LITELLM_UNUSED_FIELDS = frozenset({
     "logging", "secret_manager_settings", "disable_global_guardrails", "expires",
     "key_name", "soft_budget_cooldown", "allowed_vector_store_indexes", "policies",
     "disable_global_policies", "default_model", "guardrail_settings",
-    "litellm_changed_by", "admins", "members", "organization", "team_alias_prefix",
+    "litellm_changed_by", "admins", "members", "organization", "team_alias_prefix", "user_name",
+    "organization_alias", "model_max_budget_limits", "allowed_model_region", "budget_reset_at",
 })
 
 
