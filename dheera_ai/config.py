@@ -16,15 +16,17 @@ import os
 from dataclasses import dataclass, field
 
 import yaml
-from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from dheera_ai import config_keys
+from dheera_ai.providers import UNBUILT_PROVIDERS
 from dheera_ai.types import Deployment
 
 log = logging.getLogger("dheera_ai.config")
 
 ENV_PREFIX = "os.environ/"
-KNOWN_SECTIONS = ("model_list", "router_settings", "dheera_ai_settings", "litellm_settings",
-                  "general_settings", "environment_variables", "plugins", "guardrails")
+# LiteLLM's prefixes for a provider we serve under another name.
+PROVIDER_ALIASES = {"text-completion-openai": "openai"}
 # Bare model names (no `provider/`) that LiteLLM files use and whose provider is unambiguous.
 INFERRED_PROVIDERS = (
     (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "dall-e", "whisper-", "tts-",
@@ -53,6 +55,38 @@ class VersionString(fields.String):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Number(fields.Float):
+    """A number in any YAML spelling: `1e-06` (which a YAML 1.1 loader reads as a string),
+    `1.0e-6`, `"0.000001"`, `5`. Anything else, booleans included, is `not a number: 'abc'`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_nan=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValidationError(f"not a number: {value!r}")
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except ValueError:
+            raise ValidationError(f"not a number: {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValidationError(f"not a finite number: {value!r}")
+        return number
+
+
+class Whole(fields.Integer):
+    """An integer, also when written `"10"` or `1e3`; `2.5` or `abc` are `not a whole number`."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            number = Number()._deserialize(value, attr, data)
+        except ValidationError:
+            number = None
+        if number is None or number != int(number):
+            raise ValidationError(f"not a whole number: {value!r}")
+        return int(number)
+
+
 _positive = validate.Range(min=0, min_inclusive=False)
 _non_negative = validate.Range(min=0)
 
@@ -62,7 +96,53 @@ def _existing_file(path: str) -> None:
         raise ValidationError(f"no such file: {path} (relative paths start from {os.getcwd()})")
 
 
-class DeploymentParamsSchema(Schema):
+# Per-unit prices: model_info (or, as LiteLLM also allows, the deployment's params) may set any.
+PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+              "cache_creation_input_token_cost", "input_cost_per_character", "output_cost_per_character",
+              "input_cost_per_second", "output_cost_per_second", "input_cost_per_query",
+              "input_cost_per_token_batches", "output_cost_per_token_batches", "input_cost_per_audio_token",
+              "output_cost_per_audio_token", "output_cost_per_reasoning_token")
+
+
+def _price_fields() -> dict:
+    return {name: Number(allow_none=True, validate=_non_negative) for name in PRICE_KEYS}
+
+
+class _CostKeysAreNumbers:
+    """Any other `*cost*` key is a price too: a number, or (image prices) a mapping of numbers."""
+
+    @post_load
+    def _other_costs_as_floats(self, data, **kwargs):
+        price = Number(validate=_non_negative)
+        for key, value in list(data.items()):
+            if "cost" in str(key) and key not in self.fields and value is not None:
+                try:
+                    data[key] = ({k: price.deserialize(v) for k, v in value.items()} if isinstance(value, dict)
+                                 else price.deserialize(value))
+                except ValidationError as e:
+                    raise ValidationError(e.messages, str(key)) from None
+        return data
+
+
+class ModelInfoSchema(_CostKeysAreNumbers, Schema):
+    """`model_info`: prices and limits typed (they are summed and compared); other keys pass."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    locals().update(_price_fields())
+    id = VersionString(allow_none=True, validate=validate.Length(min=1))
+    base_model = fields.String(allow_none=True)
+    mode = fields.String(allow_none=True)
+    access_groups = fields.List(fields.String(), allow_none=True)
+    max_tokens = Whole(allow_none=True, validate=_non_negative)
+    max_input_tokens = Whole(allow_none=True, validate=_non_negative)
+    max_output_tokens = Whole(allow_none=True, validate=_non_negative)
+    health_check_timeout = Number(allow_none=True, validate=_positive)
+    output_cost_per_image = fields.Raw(allow_none=True)
+
+
+class DeploymentParamsSchema(_CostKeysAreNumbers, Schema):
     """`dheera_ai_params`; unknown keys are provider-specific and pass through."""
 
     class Meta:
@@ -72,13 +152,14 @@ class DeploymentParamsSchema(Schema):
     api_key = VersionString(allow_none=True)
     api_base = fields.String(allow_none=True)
     api_version = VersionString(allow_none=True)
-    timeout = fields.Float(allow_none=True, validate=_positive)
-    stream_timeout = fields.Float(allow_none=True, validate=_positive)
-    max_retries = fields.Integer(allow_none=True, validate=_non_negative)
-    rpm = fields.Integer(allow_none=True, validate=_non_negative)
-    tpm = fields.Integer(allow_none=True, validate=_non_negative)
-    weight = fields.Float(allow_none=True, validate=_non_negative)
+    timeout = Number(allow_none=True, validate=_positive)
+    stream_timeout = Number(allow_none=True, validate=_positive)
+    max_retries = Whole(allow_none=True, validate=_non_negative)
+    rpm = Whole(allow_none=True, validate=_non_negative)
+    tpm = Whole(allow_none=True, validate=_non_negative)
+    weight = Number(allow_none=True, validate=_non_negative)
     tags = fields.List(fields.String(), allow_none=True)
+    locals().update(_price_fields())
     configurable_clientside_auth_params = fields.List(fields.Raw(), allow_none=True)
 
     @validates_schema
@@ -116,9 +197,9 @@ class DeploymentSchema(Schema):
     model_name = VersionString(required=True, validate=validate.Length(min=1))
     dheera_ai_params = fields.Nested(DeploymentParamsSchema)
     litellm_params = fields.Nested(DeploymentParamsSchema)
-    model_info = fields.Dict(load_default=dict)
-    rpm = fields.Integer(validate=_non_negative)
-    tpm = fields.Integer(validate=_non_negative)
+    model_info = fields.Nested(ModelInfoSchema, load_default=dict)
+    rpm = Whole(validate=_non_negative)
+    tpm = Whole(validate=_non_negative)
 
     @validates_schema
     def _prices(self, data, **kwargs):
@@ -143,12 +224,14 @@ class GeneralSettingsSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    master_key = fields.String(allow_none=True, validate=validate.Length(min=8))
+    # LiteLLM's docs and tests use `sk-1234`: a short key only warns, and `dheera_ai` refuses it
+    # when the gateway listens beyond loopback (see SHORT_MASTER_KEY).
+    master_key = fields.String(allow_none=True, validate=validate.Length(min=1))
     database_url = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(sqlite:///|postgres(ql)?://)", error="must start with sqlite:/// or postgresql://"))
     redis_url = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(redis|rediss|unix)://", error="must start with redis://, rediss:// or unix://"))
-    max_request_size_mb = fields.Float(load_default=32.0, validate=_positive)
+    max_request_size_mb = Number(load_default=32.0, validate=_positive)
     allow_client_side_credentials = fields.Boolean(load_default=False)
     # Hosts, addresses or networks (CIDR) a client-supplied api_base may reach although they are
     # loopback, private or link-local; nothing by default.
@@ -163,10 +246,17 @@ class GeneralSettingsSchema(Schema):
     max_slow_body_connections = fields.Integer(load_default=100, validate=validate.Range(min=1))
     # Refuse a call under a budget whose cost cannot be priced, rather than count what can be.
     budget_fail_closed = fields.Boolean(load_default=False)
+    # Every x-dheera-ai-* response header also as LiteLLM's x-litellm-* (dashboards and clients read
+    # x-litellm-model-id, -response-cost, -call-id). Off by default: the hot path pays nothing.
+    litellm_compatible_headers = fields.Boolean(load_default=False)
 
 
+SHORT_MASTER_KEY = 8
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",
                       "cost-based-routing")
+# LiteLLM's names for strategies we serve under one name: its v2 is its Redis-backed usage
+# routing; ours counts usage the same way in either case.
+ROUTING_ALIASES = {"usage-based-routing-v2": "usage-based-routing"}
 # LiteLLM's names for per-error-class retry counts (its `RetryPolicy`).
 RETRY_POLICY_KEYS = ("BadRequestErrorRetries", "AuthenticationErrorRetries", "TimeoutErrorRetries",
                      "RateLimitErrorRetries", "ContentPolicyViolationErrorRetries", "InternalServerErrorRetries")
@@ -199,29 +289,34 @@ class RouterSettingsSchema(Schema):
         unknown = INCLUDE
 
     routing_strategy = fields.String(load_default="simple-shuffle", validate=validate.OneOf(ROUTING_STRATEGIES))
-    num_retries = fields.Integer(load_default=0, validate=_non_negative)
+    num_retries = Whole(load_default=0, validate=_non_negative)
     # Base of the exponential backoff between retries, in seconds (LiteLLM's name).
-    retry_after = fields.Float(load_default=0.5, validate=_non_negative)
+    retry_after = Number(load_default=0.5, validate=_non_negative)
     # No wait between retries is longer than this, whatever an upstream's Retry-After says.
-    max_retry_wait = fields.Float(load_default=10.0, validate=_non_negative)
+    max_retry_wait = Number(load_default=10.0, validate=_non_negative)
     retry_policy = fields.Dict(keys=fields.String(validate=validate.OneOf(RETRY_POLICY_KEYS)),
-                               values=fields.Integer(validate=_non_negative), load_default=dict)
+                               values=Whole(validate=_non_negative), load_default=dict)
     fallbacks = FallbacksField(load_default=dict)
     context_window_fallbacks = FallbacksField(load_default=dict)
     content_policy_fallbacks = FallbacksField(load_default=dict)
     default_fallbacks = fields.List(fields.String(), load_default=list)
-    allowed_fails = fields.Integer(load_default=3, validate=validate.Range(min=1))
-    cooldown_time = fields.Float(load_default=5.0, validate=_non_negative)
-    timeout = fields.Float(allow_none=True, validate=_positive)
-    stream_timeout = fields.Float(allow_none=True, validate=_positive)
+    allowed_fails = Whole(load_default=3, validate=validate.Range(min=1))
+    cooldown_time = Number(load_default=5.0, validate=_non_negative)
+    timeout = Number(allow_none=True, validate=_positive)
+    stream_timeout = Number(allow_none=True, validate=_positive)
     enable_tag_filtering = fields.Boolean(load_default=False)
+    # LiteLLM's aliases: a name clients may send -> the model group that answers it (or
+    # {model: group, hidden: true} to keep the alias out of /models).
+    model_group_alias = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
     # Share of calls the latency strategy sends to a random deployment, so it notices recoveries.
-    latency_exploration = fields.Float(load_default=0.05, validate=validate.Range(min=0, max=1))
+    latency_exploration = Number(load_default=0.05, validate=validate.Range(min=0, max=1))
 
     @pre_load
     def _litellm_aliases(self, data, **kwargs):
         if isinstance(data, dict) and "request_timeout" in data and "timeout" not in data:
             data = {**data, "timeout": data["request_timeout"]}
+        if isinstance(data, dict) and data.get("routing_strategy") in ROUTING_ALIASES:
+            data = {**data, "routing_strategy": ROUTING_ALIASES[data["routing_strategy"]]}
         return data
 
 
@@ -237,7 +332,25 @@ def load_router_settings(raw: dict, group_names) -> dict:
     unknown = [g for g in settings["default_fallbacks"] if g not in known]
     if unknown:
         raise ValidationError({"default_fallbacks": [f"unknown model group '{unknown[0]}'"]})
+    aliases = {}
+    for alias, target in settings["model_group_alias"].items():
+        group = target.get("model") if isinstance(target, dict) else target
+        if not isinstance(group, str) or group not in known:
+            raise ValidationError({"model_group_alias": {alias: [f"unknown model group {group!r}"]}})
+        aliases[alias] = (group, bool(target.get("hidden")) if isinstance(target, dict) else False)
+    settings["model_group_alias"] = aliases
     return settings
+
+
+class SettingsSchema(Schema):
+    """`dheera_ai_settings` / `litellm_settings`: the keys read here typed; router keys that LiteLLM
+    files keep here are checked by `RouterSettingsSchema`; the rest pass (with a warning)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    drop_params = fields.Boolean(allow_none=True)
+    require_auth_for_metrics_endpoint = fields.Boolean(allow_none=True)
 
 
 class ConfigSchema(Schema):
@@ -246,8 +359,8 @@ class ConfigSchema(Schema):
 
     model_list = fields.List(fields.Nested(DeploymentSchema), load_default=list)
     router_settings = fields.Dict(load_default=dict, allow_none=True)
-    dheera_ai_settings = fields.Dict(load_default=dict, allow_none=True)
-    litellm_settings = fields.Dict(allow_none=True)
+    dheera_ai_settings = fields.Nested(SettingsSchema, load_default=dict, allow_none=True)
+    litellm_settings = fields.Nested(SettingsSchema, allow_none=True)
     general_settings = fields.Nested(GeneralSettingsSchema, load_default=dict)
     environment_variables = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
     plugins = fields.List(fields.String(), load_default=list)
@@ -272,10 +385,16 @@ class Config:
     source: str | None = None
     # The names of the configured guardrails (the instances are the engine's).
     guardrails: tuple = ()
+    # What start-up should tell the user: keys nobody reads, unset variables in them, a short key.
+    warnings: tuple = ()
 
     @property
     def master_key(self) -> str | None:
         return self.general_settings.get("master_key")
+
+    @property
+    def short_master_key(self) -> bool:
+        return bool(self.master_key) and len(self.master_key) < SHORT_MASTER_KEY
 
     @property
     def max_request_bytes(self) -> int:
@@ -317,14 +436,19 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
     except ValidationError as e:
         raise ConfigError(flatten_errors(e.messages), source) from None
 
-    problems = []
+    problems, warnings = [], config_keys.key_warnings(raw, _declared_keys())
     for path, variable in missing.items():
-        # Deployment params may wait for call time; anything else (a master key!) may not.
-        if not (len(path) == 4 and path[0] == "model_list" and path[2] in ("dheera_ai_params", "litellm_params")):
+        if len(path) == 4 and path[0] == "model_list" and path[2] in ("dheera_ai_params", "litellm_params"):
+            continue  # deployment params may wait for call time
+        if _is_read(path):  # anything else we read (a master key!) may not
             problems.append(f"{_path(path)}: environment variable {variable} is not set")
-    for section in raw:
-        if section not in KNOWN_SECTIONS:
-            log.warning("config section %r is not used by Dheera AI; ignored", section)
+        else:
+            warnings.append(f"{_path(path)}: environment variable {variable} is not set "
+                            f"(Dheera AI does not use this setting, so start-up goes on)")
+    if data["general_settings"].get("master_key") and len(data["general_settings"]["master_key"]) < SHORT_MASTER_KEY:
+        warnings.append(f"general_settings.master_key: shorter than {SHORT_MASTER_KEY} characters, so easy to "
+                        f"guess; `dheera_ai` serves it on 127.0.0.1 only and refuses to listen beyond loopback "
+                        f"with it. Use a long random key (e.g. sk- and 32 random characters) in production")
 
     deployments = []
     for index, entry in enumerate(data["model_list"]):
@@ -335,6 +459,10 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
             problems.append(f"model_list[{index}].{block}.model: {e}")
     if problems:
         raise ConfigError(problems, source)
+    for index, deployment in enumerate(deployments):
+        if deployment.provider in UNBUILT_PROVIDERS:
+            warnings.append(f"model_list[{index}]: Dheera AI has no {UNBUILT_PROVIDERS[deployment.provider]} "
+                            f"provider yet; calls to '{deployment.model_name}' are answered 501")
 
     settings = dict(data.get("litellm_settings") or {})
     settings.update(data.get("dheera_ai_settings") or {})
@@ -346,12 +474,30 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
         raise ConfigError(flatten_errors(e.messages, ("router_settings",)), source) from None
     return Config(deployments=deployments, general_settings=data["general_settings"],
                   router_settings=router_settings, dheera_ai_settings=settings,
-                  plugins=data["plugins"], source=source)
+                  plugins=data["plugins"], source=source, warnings=tuple(warnings))
+
+
+def _declared_keys() -> dict:
+    """Section -> the fields its schema declares (and so reads)."""
+    settings = tuple(SettingsSchema().fields) + ROUTER_KEYS_IN_SETTINGS
+    return {"general_settings": tuple(GeneralSettingsSchema().fields),
+            "router_settings": tuple(RouterSettingsSchema().fields) + ("request_timeout",),
+            "litellm_settings": settings, "dheera_ai_settings": settings}
+
+
+def _is_read(path) -> bool:
+    section = path[0]
+    if section in ("model_list", "environment_variables", "plugins"):
+        return True
+    if len(path) < 2 or not config_keys.is_read("", section):
+        return False
+    return path[1] in _declared_keys().get(section, ()) or config_keys.is_read(section, path[1])
 
 
 def split_model(model: str, provider_names) -> tuple[str, str]:
     """`provider/name` -> (provider, name); a bare well-known name gets its provider inferred."""
     provider, sep, name = model.partition("/")
+    provider = PROVIDER_ALIASES.get(provider, provider) if sep else provider
     if sep and provider in provider_names:
         return provider, name
     if sep:
@@ -380,7 +526,8 @@ def _deployment(index, entry, block, provider_names, missing) -> Deployment:
             params[key] = entry[key]
     unresolved = {path[3]: var for path, var in missing.items()
                   if path[:3] == ("model_list", index, block)}
-    model_info = dict(entry.get("model_info") or {})
+    # Prices LiteLLM lets the params carry count as model_info's (model_info wins).
+    model_info = {**{k: params[k] for k in PRICE_KEYS if params.get(k) is not None}, **(entry.get("model_info") or {})}
     deployment_id = str(model_info.get("id") or _deployment_id(index, entry["model_name"], params))
     return Deployment(id=deployment_id, model_name=entry["model_name"], provider=provider, model=model,
                       params=params, model_info=model_info, unresolved=unresolved)

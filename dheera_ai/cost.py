@@ -56,6 +56,10 @@ class PriceTable:
             raise ValueError(f"{path or DEFAULT_PRICES}: a price table is a mapping of model -> prices")
         return cls(entries)
 
+    def forget(self) -> None:
+        """Drop the per-deployment prices: deployments changed (a model added or updated live)."""
+        self._cache = {}
+
     def prices_for(self, deployment: Deployment) -> dict | None:
         """The deployment's prices (table entry under its model_info overrides), or None."""
         return self._prices(deployment)[0]
@@ -76,8 +80,17 @@ class PriceTable:
             self._cache[key] = prices
         return prices
 
-    def _lookup(self, deployment: Deployment) -> dict | None:
-        names = [deployment.model, deployment.model_info.get("base_model")]
+    def prices_for_answer(self, deployment: Deployment, model: str) -> dict | None:
+        """Prices of the model an answer names, for a deployment whose own name has none."""
+        key = ("answer", deployment.provider, model)
+        if key not in self._cache:
+            if len(self._cache) >= _CACHED_PRICES:
+                return self._lookup(deployment, [model])
+            self._cache[key] = self._lookup(deployment, [model])
+        return self._cache[key]
+
+    def _lookup(self, deployment: Deployment, names=None) -> dict | None:
+        names = names or [deployment.model, deployment.model_info.get("base_model")]
         candidates = []
         for name in filter(None, names):
             short = name.rsplit("/", 1)[-1]  # azure/responses/<d>, dheera_ai_proxy/openai/<m>
@@ -91,6 +104,9 @@ class PriceTable:
 
     def cost(self, deployment: Deployment, usage: Usage | None, request: dict | None = None) -> Cost:
         prices, problem = self._prices(deployment)
+        # Not for a client's deployment: its upstream, which the client chose, names the model.
+        if prices is None and usage is not None and usage.model and not deployment.from_client:
+            prices = self.prices_for_answer(deployment, usage.model)
         if prices is None:
             return Cost(0.0, False, problem)
         try:

@@ -158,6 +158,11 @@ def encode_embeddings(result: dict, encoding_format: str | None) -> dict:
     return result
 
 
+# LiteLLM provider prefixes Dheera AI knows but has not built: a config naming one starts (with a
+# warning) and a call to it is a clear 501 (plugins/providers/unbuilt.py). prefix -> service.
+UNBUILT_PROVIDERS = {"sagemaker": "AWS SageMaker"}
+
+
 class ProviderRegistry:
     """Name -> provider, filled once at start-up by the `dheera_ai_register_providers` hook."""
 

@@ -77,7 +77,7 @@ def _take_usage(events: bytes, reply: Reply, keep_usage_chunk: bool) -> bytes:
             except orjson.JSONDecodeError:
                 chunk = None
             if isinstance(chunk, dict):
-                usage = Usage.from_openai(chunk.get("usage"))
+                usage = Usage.from_openai(chunk.get("usage"), chunk.get("model"), chunk.get("id"))
                 if usage is not None:
                     reply.usage = usage
                     if not keep_usage_chunk and not chunk.get("choices"):

@@ -28,9 +28,14 @@ class Usage:
     total_tokens: int = 0
     # Anything else the upstream said (cached tokens, reasoning tokens, ...), kept as given.
     details: dict = field(default_factory=dict)
+    # What the answer says about itself, read where its usage is read (no second parse): the model
+    # it names (priced when the deployment's own name has no price, as an Azure deployment
+    # without base_model; LiteLLM does the same) and its `id` (LiteLLM's spend-log request_id).
+    model: str | None = None
+    response_id: str | None = None
 
     @classmethod
-    def from_openai(cls, usage: dict | None) -> "Usage | None":
+    def from_openai(cls, usage: dict | None, model=None, response_id=None) -> "Usage | None":
         if not isinstance(usage, dict):
             return None
         prompt = _count(usage.get("prompt_tokens") or usage.get("input_tokens"))
@@ -38,7 +43,8 @@ class Usage:
         total = _count(usage.get("total_tokens")) or prompt + completion
         details = {k: v for k, v in usage.items()
                    if k not in ("prompt_tokens", "completion_tokens", "total_tokens")}
-        return cls(prompt, completion, total, details)
+        return cls(prompt, completion, total, details, model if isinstance(model, str) else None,
+                   response_id if isinstance(response_id, str) else None)
 
 
 def _count(value) -> int:

@@ -1,7 +1,8 @@
-"""Request schemas of the key, user and team routes. Unknown fields are refused (400 naming them):
-a typo in an admin request must not silently grant something else."""
+"""Request schemas of the key, user and team routes. A field neither Dheera AI nor LiteLLM knows is
+refused (400 naming it): a typo in an admin request must not silently grant something else.
+LiteLLM's own fields without a place here are dropped with a warning (`admin.body`)."""
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from proxy_app.virtual_keys import KEY_PREFIX, parse_duration
 
@@ -41,8 +42,12 @@ class LimitsSchema(StrictSchema):
     budget_duration = fields.String(allow_none=True, validate=_duration)
     rpm_limit = fields.Integer(allow_none=True, validate=_count)
     tpm_limit = fields.Integer(allow_none=True, validate=_count)
-    max_parallel_requests = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=BIGINT_MAX))
+    # 0 blocks every call (LiteLLM's way to pause a key without deleting it).
+    max_parallel_requests = fields.Integer(allow_none=True, validate=_count)
     metadata = fields.Dict(keys=fields.String())
+    # LiteLLM also takes these beside `metadata`; they are kept in it, where the limits are read.
+    model_rpm_limit = fields.Dict(keys=fields.String(), values=fields.Integer(validate=_count), allow_none=True)
+    model_tpm_limit = fields.Dict(keys=fields.String(), values=fields.Integer(validate=_count), allow_none=True)
 
 
 class KeyFieldsSchema(LimitsSchema):
@@ -84,6 +89,7 @@ class UserFieldsSchema(LimitsSchema):
 class UserNewSchema(UserFieldsSchema):
     user_id = fields.String(validate=_name)
     teams = fields.List(fields.String(validate=_name))
+    team_id = fields.String(allow_none=True, validate=_name)  # LiteLLM's: one team to join
     auto_create_key = fields.Boolean(load_default=True)
     key_alias = fields.String(allow_none=True, validate=_name)
     duration = fields.String(allow_none=True, validate=_duration)
@@ -98,8 +104,16 @@ class UserDeleteSchema(StrictSchema):
 
 
 class MemberSchema(StrictSchema):
-    user_id = fields.String(required=True, validate=_name)
+    """A team member by id or by email (LiteLLM's `user_email`); unknown users are created."""
+
+    user_id = fields.String(allow_none=True, validate=_name)
+    user_email = fields.String(allow_none=True, validate=_name)
     role = fields.String(load_default="user", validate=validate.OneOf(TEAM_ROLES))
+
+    @validates_schema
+    def _someone(self, data, **kwargs):
+        if not data.get("user_id") and not data.get("user_email"):
+            raise ValidationError("give user_id or user_email", "user_id")
 
 
 class TeamFieldsSchema(LimitsSchema):
@@ -132,6 +146,13 @@ def _not_member():
 class TeamMemberAddSchema(StrictSchema):
     team_id = fields.String(required=True, validate=_name)
     member = MemberList(required=True)
+
+
+class TeamMemberUpdateSchema(StrictSchema):
+    team_id = fields.String(required=True, validate=_name)
+    user_id = fields.String(allow_none=True, validate=_name)
+    user_email = fields.String(allow_none=True, validate=_name)
+    role = fields.String(validate=validate.OneOf(TEAM_ROLES))
 
 
 class TeamMemberDeleteSchema(StrictSchema):

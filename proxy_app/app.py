@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from flask import Flask
@@ -19,6 +20,7 @@ from proxy_app.blueprints import (
     images,
     keys,
     messages,
+    model_admin,
     models,
     moderations,
     rerank,
@@ -28,9 +30,12 @@ from proxy_app.blueprints import (
     users,
 )
 from proxy_app.limits import SharedDeploymentLimits
+from proxy_app.live_models import LiveModels
 from proxy_app.logs import configure_logging
 from proxy_app.state import State
+from proxy_app.virtual_keys import access_groups
 
+log = logging.getLogger("dheera_ai.config")
 DEFAULT_CONFIG = os.path.join("conf", "config.yaml")
 
 
@@ -69,9 +74,13 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state.spend.start()
     engine.keep_responses_in(state.responses)
     engine.router.count_limits_with(SharedDeploymentLimits(state.spend.limiter))
+    state.models = LiveModels(engine, state.store)
+    state.models.on_change = lambda deployments: models_changed(state, deployments)
+    state.models.start()
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
+    app.config["LITELLM_HEADERS"] = engine.config.general_settings["litellm_compatible_headers"]
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine
     app.extensions["dheera_ai.metrics"] = gateway_metrics
@@ -85,7 +94,17 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
-                      keys.bp, users.bp, teams.bp, spend.bp, openapi.bp):
+                      keys.bp, users.bp, teams.bp, spend.bp, model_admin.bp, openapi.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
+    level = logging.DEBUG if os.environ.get("DHEERA_AI_CONFIG_WARNED") else logging.WARNING
+    for warning in engine.config.warnings:
+        log.log(level, "config: %s", warning)
     return app
+
+
+def models_changed(state, deployments) -> None:
+    """A model was added, changed or removed: access groups and prices follow."""
+    state.auth.groups = access_groups(deployments)
+    state.auth.invalidate(broadcast=False)  # each worker learns of the change itself
+    state.spend.prices.forget()

@@ -19,6 +19,7 @@ from proxy_app.validation import FastValidator
 # Where callers put their key: OpenAI clients, our own header, Azure clients, Anthropic clients.
 KEY_HEADERS = ("authorization", "x-dheera-ai-api-key", "api-key", "x-api-key")
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+OUR_HEADER_PREFIX = "x-dheera-ai-"
 
 
 def engine():
@@ -79,6 +80,15 @@ def authenticate() -> Principal:
 def json_body(schema: Schema, model: str | None = None) -> dict:
     """The request's JSON object, checked against `schema`; a clear 400 naming the field otherwise.
     `model` (from the path, on Azure-style routes) replaces the body's."""
+    body = json_object()
+    if model is not None:
+        body["model"] = model
+    check(schema, body)
+    return body
+
+
+def json_object() -> dict:
+    """The request's body as a JSON object, unchecked; a clear 400 if it is not one."""
     raw = request.get_data(cache=False)
     _check_whole_stream()
     if not raw:
@@ -91,9 +101,6 @@ def json_body(schema: Schema, model: str | None = None) -> dict:
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
     if too_deep(raw, body):
         raise BadRequestError(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json")
-    if model is not None:
-        body["model"] = model
-    _check(schema, body)
     return body
 
 
@@ -128,7 +135,7 @@ def _validator(schema: Schema) -> FastValidator:
     return FastValidator(schema)
 
 
-def _check(schema: Schema, body: dict) -> None:
+def check(schema: Schema, body: dict) -> None:
     """A 400 naming the first field `schema` refuses, if any."""
     problems = _validator(schema).errors(body)
     if problems:
@@ -191,7 +198,7 @@ def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Uplo
             for key, values in form.lists()}
     if model is not None:
         body["model"] = model
-    _check(schema, body)
+    check(schema, body)
     files = []
     for field, storage in request.files.items(multi=True):
         stream = storage.stream
@@ -241,4 +248,8 @@ def add_call_headers(response: Response) -> Response:
         response.headers["x-dheera-ai-overhead-duration-ms"] = f"{overhead * 1000:.3f}"
         for name, value in call.response_headers.items():
             response.headers[name] = value
+    if current_app.config["LITELLM_HEADERS"]:
+        for name, value in list(response.headers.items()):
+            if name.lower().startswith(OUR_HEADER_PREFIX):
+                response.headers["x-litellm-" + name[len(OUR_HEADER_PREFIX):]] = value
     return response

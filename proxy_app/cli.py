@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from dheera_ai.config import ConfigError, read_config_file
+    from dheera_ai.config import SHORT_MASTER_KEY, ConfigError, read_config_file
     from dheera_ai.engine import Engine
     from proxy_app.app import DEFAULT_CONFIG, quick_start_config
 
@@ -52,11 +52,23 @@ def main(argv=None) -> None:
     state = describe_state(config)
     host = args.host
     why = ""
+    if config.short_master_key and host is not None and not is_loopback(host):
+        sys.exit(f"dheera_ai: general_settings.master_key is shorter than {SHORT_MASTER_KEY} characters; "
+                 f"refusing to listen on {host} with a key that easy to guess. Use a long random key, "
+                 f"or listen on 127.0.0.1 (the default with a short key).")
     if host is None:
-        host = "0.0.0.0" if config.master_key else "127.0.0.1"
+        host = "0.0.0.0" if config.master_key and not config.short_master_key else "127.0.0.1"
         if not config.master_key:
             why = ("  No general_settings.master_key is set, so anyone who can reach the gateway can use it:\n"
                    "  listening on 127.0.0.1 only. Set a master key, or pass --host to choose.\n")
+        elif config.short_master_key:
+            why = (f"  general_settings.master_key is shorter than {SHORT_MASTER_KEY} characters "
+                   "(LiteLLM's sk-1234?):\n"
+                   "  listening on 127.0.0.1 only; a longer key is needed to listen beyond loopback.\n")
+    for warning in config.warnings:
+        print(f"dheera_ai: warning: {warning}", file=sys.stderr)
+    # The workers build the same config: they log these at debug level only, not once each.
+    env["DHEERA_AI_CONFIG_WARNED"] = "1"
     workers = args.workers or os.cpu_count() or 1
     env["DHEERA_AI_BIND"] = f"{host}:{args.port}"
     env["DHEERA_AI_WORKERS"] = str(workers)
@@ -72,6 +84,17 @@ def main(argv=None) -> None:
           file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:proxy_app.gunicorn_settings", "wsgi:app"]
     os.execve(sys.executable, command, env)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond loopback
 
 
 def describe_state(config) -> str:

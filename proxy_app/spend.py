@@ -295,6 +295,7 @@ class SpendTracker:
             "stream": call.stream, "stream_cut": outcome.stream_cut,
             "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
             "start_time": call.start_time, "end_time": end, "latency_ms": round(outcome.latency_seconds * 1000, 3),
+            "response_id": usage.response_id if usage else None,
             "budgets": budgets, "guardrails": list(call.guardrails),
         }
 

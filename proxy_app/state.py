@@ -26,6 +26,7 @@ class State:
         self.spend = SpendTracker(self.store, config, local_files_dir(config, self.store))
         self.responses = StoredResponses(self.store, ready=self.ensure_schema)
         self.schema_ready = False
+        self.models = None  # LiveModels, which needs the engine: create_app sets it
 
     def ensure_schema(self) -> None:
         """Migrate once; an unreachable store is reported (503), and retried on the next use."""
@@ -56,6 +57,8 @@ class State:
         return out
 
     def close(self) -> None:
+        if self.models is not None:
+            self.models.close()
         self.spend.close()
         self.auth.close()
         self.store.close()

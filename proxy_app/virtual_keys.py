@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from dheera_ai import hookimpl
-from dheera_ai.errors import AuthenticationError, PermissionDeniedError
+from dheera_ai.errors import AuthenticationError
 from dheera_ai.types import Principal
 from proxy_app.store import StoreUnavailableError
 
@@ -92,23 +92,24 @@ def effective_models(key_models, team_models, access_groups: dict, user_models=N
     return allowed
 
 
-def access_groups(config) -> dict:
+def access_groups(deployments) -> dict:
     """model_info.access_groups of every deployment: group name -> the model names in it."""
     groups: dict = {}
-    for deployment in config.deployments:
+    for deployment in deployments:
         for group in deployment.model_info.get("access_groups") or ():
             groups.setdefault(group, set()).add(deployment.model_name)
     return groups
 
 
 def _check_model(principal, model: str) -> None:
-    """A 403 unless this caller may use `model` (its key's models, bounded by its team's)."""
+    """A 401 unless this caller may use `model` (its key's models, bounded by its team's); 401, as
+    LiteLLM answers it (clients and its tests expect that status here)."""
     if principal is None or principal.kind != "virtual_key" or principal.models is None:
         return
     if model not in principal.models:
         allowed = ", ".join(sorted(principal.models)) or "(none)"
-        raise PermissionDeniedError(f"This key may not use the model '{model}'. Allowed models: {allowed}.",
-                                    param="model", code="model_not_allowed")
+        raise AuthenticationError(f"This key may not use the model '{model}'. Allowed models: {allowed}.",
+                                  param="model", code="model_not_allowed")
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class VirtualKeyAuth:
         self.ready = ready or (lambda: None)
         self.invalidation = invalidation
         self.poll_seconds = poll_seconds
-        self.groups = access_groups(config)
+        self.groups = access_groups(config.deployments)
         self.cache: dict[str, CachedKey] = {}
         # Moves on every invalidation, so a lookup that raced one does not cache what it read.
         self._generation = 0

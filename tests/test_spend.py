@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import MASTER_KEY
-from tests.support.fake_upstream import chat_chunks
+from tests.support.fake_upstream import chat_chunks, chat_completion
 from tests.support.servers import hang_up_mid_stream
 
 PRICES = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
@@ -66,6 +66,7 @@ def test_an_unpriced_model_costs_zero_and_says_so(make_app, spend_config, upstre
     spend_config["model_list"].append({"model_name": "mystery", "dheera_ai_params": {
         "model": "openai/mystery-model", "api_base": upstream.url + "/v1", "api_key": "sk-x"}})
     app = make_app(spend_config)
+    upstream.respond(chat_completion(model="mystery-model"))  # the answer names no priced model either
     response = chat(app.test_client(), auth, model="mystery")
     assert response.status_code == 200 and response.headers["x-dheera-ai-response-cost"] == "0.0"
     [row] = stored(app)
@@ -83,6 +84,7 @@ def test_model_prices_path_replaces_the_shipped_table(make_app, spend_config, up
     assert float(chat(app.test_client(), auth, model="mystery").headers["x-dheera-ai-response-cost"]) == \
         pytest.approx(PLAIN_COST)
     # Priced in the shipped table, not in this one.
+    upstream.respond(chat_completion(model="gpt-4o"))
     assert chat(app.test_client(), auth, model="gpt-4o").headers["x-dheera-ai-response-cost"] == "0.0"
 
 

@@ -9,6 +9,7 @@ is stored (no cost and `priced: false` when it could not be priced, the reason i
 import logging
 
 import pytest
+import yaml
 
 from dheera_ai import hookimpl
 from dheera_ai.types import Reply, Usage
@@ -23,6 +24,14 @@ def config_with(base_config, model_info, model="openai/gpt-4o-mini", **general):
     base_config["model_list"][0]["dheera_ai_params"]["model"] = model
     base_config["general_settings"].update(spend_flush_seconds=3600, **general)
     return base_config
+
+
+def table_with(tmp_path, base_config, prices, **general):
+    """A price table file the config points at, holding `prices` for the deployment's model: what
+    start-up cannot check the way it checks a config's own model_info (which refuses 'abc')."""
+    path = tmp_path / "prices.yaml"
+    path.write_text(yaml.safe_dump({"openai/gpt-4o-mini": prices}))
+    return config_with(base_config, {}, model_prices_path=str(path), **general)
 
 
 def chat(client, headers=AUTH, **body):
@@ -44,8 +53,9 @@ def test_prices_written_as_strings_are_read_as_numbers(make_app, base_config):
     assert row["priced"] is True and row["cost"] == pytest.approx(PLAIN_COST) and row["record_error"] is None
 
 
-def test_a_price_that_is_not_a_number_still_leaves_the_row_and_counts_what_it_can(make_app, base_config, caplog):
-    app = make_app(config_with(base_config, {"input_cost_per_token": 1e-6, "output_cost_per_token": "abc"}))
+def test_a_price_that_is_not_a_number_still_leaves_the_row_and_counts_what_it_can(make_app, base_config, caplog,
+                                                                                  tmp_path):
+    app = make_app(table_with(tmp_path, base_config, {"input_cost_per_token": 1e-6, "output_cost_per_token": "abc"}))
     client = app.test_client()
     key = client.post("/key/generate", headers=AUTH, json={"max_budget": 10}).json
     caplog.set_level(logging.ERROR, logger="dheera_ai.spend")
@@ -61,8 +71,8 @@ def test_a_price_that_is_not_a_number_still_leaves_the_row_and_counts_what_it_ca
     assert spent == pytest.approx(9e-6) and held == 0
 
 
-def test_budget_fail_closed_refuses_a_call_it_cannot_price(make_app, base_config):
-    app = make_app(config_with(base_config, {"input_cost_per_token": "abc"}, budget_fail_closed=True))
+def test_budget_fail_closed_refuses_a_call_it_cannot_price(make_app, base_config, tmp_path):
+    app = make_app(table_with(tmp_path, base_config, {"input_cost_per_token": "abc"}, budget_fail_closed=True))
     client = app.test_client()
     key = client.post("/key/generate", headers=AUTH, json={"max_budget": 10}).json["key"]
     refused = chat(client, {"Authorization": f"Bearer {key}"})
@@ -131,7 +141,7 @@ class BrokenUsageCache:
                      usage=Usage(9, 7, 16, details={"characters": "many"}))
 
 
-def test_usage_a_plugin_got_wrong_leaves_an_unpriced_row_and_gives_back_the_slot(make_app, base_config):
+def test_usage_a_plugin_got_wrong_counts_as_nothing_and_gives_back_the_slot(make_app, base_config):
     app = make_app(config_with(base_config, {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}),
                    extra_plugins=[BrokenUsageCache()])
     client = app.test_client()
@@ -140,8 +150,9 @@ def test_usage_a_plugin_got_wrong_leaves_an_unpriced_row_and_gives_back_the_slot
     assert [chat(client, headers).status_code for _ in range(2)] == [200, 200]  # the slot came back
     rows = stored(app)
     assert len(rows) == 2
-    assert all(r["priced"] is False and r["cost"] is None and r["record_error"] for r in rows)
-    assert all(r["total_tokens"] == 16 and "pricing the usage failed" in r["record_error"] for r in rows)
-    # Counted at what its budget hold was for, since nothing else could be priced.
+    # "characters": "many" is no quantity: it counts as none (a cost is never made of what is not a
+    # number), and the tokens are priced as usual.
+    assert all(r["priced"] is True and r["cost"] == pytest.approx(PLAIN_COST) for r in rows)
+    assert all(r["total_tokens"] == 16 for r in rows)
     spent, held = budget_counter(app, "key", key["token"])
-    assert spent > 0 and held == 0
+    assert spent == pytest.approx(2 * PLAIN_COST) and held == 0

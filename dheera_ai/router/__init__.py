@@ -89,11 +89,16 @@ class Router:
         self.cooldowns = cooldowns or MemoryCooldowns()
         self.stats = DeploymentStats()
         self.limits = DeploymentLimits()
+        self.set_deployments(deployments)
+
+    def set_deployments(self, deployments: list[Deployment]) -> None:
+        """Serve this model list from now on (models added or removed at run time); stats and
+        cooldowns stay. Calls already routed keep the group they were given."""
         by_name: dict[str, list[Deployment]] = {}
         for deployment in deployments:
             by_name.setdefault(deployment.model_name, []).append(self._with_defaults(deployment))
-        self.groups = {name: ModelGroup(name, members, self.stats, settings) for name, members in by_name.items()}
-        self._by_id = {d.id: d for group in self.groups.values() for d in group.deployments}
+        groups = {name: ModelGroup(name, members, self.stats, self.settings) for name, members in by_name.items()}
+        self.groups, self._by_id = groups, {d.id: d for group in groups.values() for d in group.deployments}
 
     def _with_defaults(self, deployment: Deployment) -> Deployment:
         """Router-wide `timeout`/`stream_timeout` become the deployment's own unless it has one."""
@@ -107,7 +112,10 @@ class Router:
         self.limits = limits
 
     def model_names(self) -> list[str]:
-        return list(self.groups)
+        """The groups and the aliases not marked hidden (router_settings.model_group_alias)."""
+        shown = [a for a, (group, hidden) in self.settings.get("model_group_alias", {}).items()
+                 if not hidden and group in self.groups and a not in self.groups]
+        return list(self.groups) + shown
 
     def find(self, deployment_id: str) -> Deployment:
         """The deployment with this id; a 404 once the config no longer has it."""
@@ -119,6 +127,8 @@ class Router:
 
     def group(self, name: str) -> ModelGroup:
         group = self.groups.get(name)
+        if group is None and name in self.settings.get("model_group_alias", ()):
+            group = self.groups.get(self.settings["model_group_alias"][name][0])
         if group is None:
             raise BadRequestError(
                 f"Invalid model name '{name}'. "

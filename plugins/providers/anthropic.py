@@ -80,7 +80,7 @@ class AnthropicProvider(Provider):
         response = self._post(call, deployment, body)
         if not call.stream:
             chat = translate.anthropic_response_to_chat(response.json(), deployment.model, created)
-            return Reply(data=chat, usage=Usage.from_openai(chat["usage"]))
+            return Reply(data=chat, usage=Usage.from_openai(chat["usage"], None, chat.get("id")))
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         reply = Reply(content_type="text/event-stream")
         stream = translate.AnthropicStreamToChat(deployment.model, created)

@@ -99,7 +99,7 @@ class AzureProvider(OpenAIProvider):
                 raise ContentPolicyViolationError(f"{self.name}: the response was filtered by Azure's content "
                                                   "management policy.", code="content_filter", provider=self.name)
             chat["model"] = chat.get("model") or deployment_name(deployment)
-            return Reply(data=chat, usage=Usage.from_openai(chat.get("usage")))
+            return Reply(data=chat, usage=Usage.from_openai(chat.get("usage"), chat.get("model"), chat.get("id")))
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         reply = Reply(content_type="text/event-stream")
         stream = translate.ResponsesStreamToChat(deployment_name(deployment), created)

@@ -72,7 +72,7 @@ class GeminiProvider(Provider):
                 raise self._blocked(exc) from None
             for choice in chat["choices"]:  # required (nullable) in OpenAI's response message
                 choice["message"].setdefault("refusal", None)
-            return Reply(data=chat, usage=Usage.from_openai(chat.get("usage")))
+            return Reply(data=chat, usage=Usage.from_openai(chat.get("usage"), None, chat.get("id")))
         response = self._post(call, deployment, "streamGenerateContent", body, stream=True, params={"alt": "sse"})
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         reply = Reply(content_type="text/event-stream")

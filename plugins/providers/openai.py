@@ -160,7 +160,9 @@ def _usage_of(content: bytes) -> Usage | None:
         parsed = orjson.loads(content)
     except orjson.JSONDecodeError:
         return None
-    return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict):
+        return None
+    return Usage.from_openai(parsed.get("usage"), parsed.get("model"), parsed.get("id"))
 
 
 def _count_images(reply: Reply) -> Reply:

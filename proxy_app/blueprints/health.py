@@ -46,6 +46,8 @@ def readiness():
     return {
         "status": "degraded" if degraded else "ready",
         "version": dheera_ai.__version__,
+        # LiteLLM's name for it: its clients and probes read this key (the value is our version).
+        "litellm_version": dheera_ai.__version__,
         **state,
         "cooldowns": engine.router.cooldowns.describe(),
         # Spend rows written locally and not yet in the store (the store was down, or is behind).

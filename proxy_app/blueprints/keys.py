@@ -24,10 +24,11 @@ from proxy_app.admin_schemas import (
 from proxy_app.virtual_keys import KEY_PREFIX, effective_models, hash_key, masked, new_key, parse_duration
 
 bp = Blueprint("keys", __name__)
+bp.after_request(admin.add_warnings)
 _generate, _update, _regenerate = KeyGenerateSchema(), KeyUpdateSchema(), KeyRegenerateSchema()
 _ref, _delete = KeyRefSchema(), KeyDeleteSchema()
 BOUNDED_LIMITS = ("max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests")
-MAX_PAGE_SIZE = 100
+SELF_SERVICE_ROLE = "internal_user"
 
 
 def key_view(row: dict) -> dict:
@@ -47,17 +48,23 @@ def existing_key(store, ref: str) -> dict:
     return row
 
 
-def key_changes(store, data: dict, existing: dict | None = None) -> dict:
-    """Request fields -> stored columns: `duration` becomes `expires`; the owner and team must
-    exist, and a key never asks for more than its team allows."""
+def key_changes(store, data: dict, existing: dict | None = None, create_user: bool = False) -> dict:
+    """Request fields -> stored columns: `duration` becomes `expires`, LiteLLM's per-model limits
+    go into `metadata`; the team must exist, the owner too (or is created, as LiteLLM does on
+    /key/generate), and a key never asks for more than its team allows."""
     changes = dict(data)
     if "duration" in changes:
         duration = changes.pop("duration")
         changes["expires"] = None if duration is None else time.time() + parse_duration(duration)
+    per_model = {name: changes.pop(name) for name in ("model_rpm_limit", "model_tpm_limit") if name in changes}
+    if per_model:
+        changes["metadata"] = {**(existing or {}).get("metadata", {}), **changes.get("metadata", {}), **per_model}
     merged = {**(existing or {}), **changes}
     if merged.get("user_id") and store.get_user(merged["user_id"]) is None:
-        raise BadRequestError(f"There is no user '{merged['user_id']}'; create it with /user/new first.",
-                              param="user_id", code="user_not_found")
+        if not create_user:
+            raise BadRequestError(f"There is no user '{merged['user_id']}'; create it with /user/new first.",
+                                  param="user_id", code="user_not_found")
+        admin.ensure_user(store, user_id=merged["user_id"])
     if merged.get("team_id"):
         team = store.get_team(merged["team_id"])
         if team is None:
@@ -86,17 +93,57 @@ def check_within_team(key: dict, team: dict, groups: dict) -> None:
 
 
 def create_key(store, data: dict) -> dict:
-    """Store a new key (the caller's or a fresh one); the answer holds the plaintext, once."""
+    """Store a new key (the caller's or a fresh one); the answer holds the plaintext, once.
+    An unknown `user_id` becomes a new user, as in LiteLLM."""
     key = data.pop("key", None) or new_key()
-    row = key_changes(store, data)
+    row = key_changes(store, data, create_user=True)
     row.update(key_hash=hash_key(key), key_name=masked(key))
-    return {"key": key, **key_view(store.insert_key(row))}
+    view = key_view(store.insert_key(row))
+    return {"key": key, "token_id": view["token"], **view}
 
 
 @bp.post("/key/generate")
 def generate():
+    principal = admin.caller()
+    if principal.kind == "virtual_key" and principal.user_role == SELF_SERVICE_ROLE:
+        data = admin.body(_generate)
+        return create_key(admin.store(), own_key_request(admin.store(), principal, data))
     admin.require_admin()
     return create_key(admin.store(), admin.body(_generate))
+
+
+def own_key_request(store, principal, data: dict) -> dict:
+    """An internal_user's key asking for a key of its own (LiteLLM's self-service keys): for its
+    own user, within the user's models and limits, in a team only if it is a member."""
+    if principal.user_id is None:
+        raise PermissionDeniedError("This key belongs to no user, so it cannot make keys.", code="admin_only")
+    if data.get("user_id") not in (None, principal.user_id):
+        raise PermissionDeniedError("An internal_user may only make keys for itself.", param="user_id",
+                                    code="admin_only")
+    user = store.get_user(principal.user_id)
+    if user is None:
+        raise PermissionDeniedError("This key's user no longer exists.", code="admin_only")
+    if data.get("team_id") and data["team_id"] not in store.user_teams(user["user_id"]):
+        raise PermissionDeniedError(f"Not a member of team '{data['team_id']}'.", param="team_id", code="admin_only")
+    data["user_id"] = user["user_id"]
+    groups = admin.state().auth.groups
+    allowed = effective_models(user["models"], None, groups)
+    asked = effective_models(data.get("models"), None, groups)
+    if allowed is not None:
+        if asked is None:
+            data["models"] = sorted(user["models"])  # "every model" means every model the user has
+        elif not asked <= allowed:
+            raise PermissionDeniedError(f"Your user may not use: {', '.join(sorted(asked - allowed))}.",
+                                        param="models", code="beyond_user_models")
+    for name in BOUNDED_LIMITS:
+        if user[name] is None:
+            continue
+        if data.get(name) is None:
+            data[name] = user[name]  # a user's own key is never less bounded than the user
+        elif data[name] > user[name]:
+            raise PermissionDeniedError(f"The key's {name} ({data[name]}) exceeds your user's ({user[name]}).",
+                                        param=name, code="beyond_user_limits")
+    return data
 
 
 @bp.get("/key/info")
@@ -118,7 +165,7 @@ def info():
 @bp.get("/key/list")
 def list_keys():
     admin.require_admin()
-    page, size = admin.int_query("page", 1, 1, admin.MAX_PAGE), admin.int_query("size", 10, 1, MAX_PAGE_SIZE)
+    page, size = admin.page_args()
     rows, total = admin.store().list_keys(user_id=request.args.get("user_id"), team_id=request.args.get("team_id"),
                                           key_alias=request.args.get("key_alias"),
                                           offset=(page - 1) * size, limit=size)

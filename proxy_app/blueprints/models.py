@@ -1,6 +1,10 @@
-"""`/models` and `/v1/models`: the configured model names, in OpenAI's list shape."""
+"""`/models` and `/v1/models`: the configured model names, in OpenAI's list shape; `/routes`.
 
-from flask import Blueprint
+`?only_model_access_groups=True` (LiteLLM's) lists the access groups (model_info.access_groups)
+instead of the models.
+"""
+
+from flask import Blueprint, current_app, request
 
 from dheera_ai.errors import NotFoundError
 from proxy_app import calls
@@ -25,7 +29,20 @@ def _model(name: str) -> dict:
 @bp.get("/v1/models")
 def list_models():
     principal = calls.authenticate()
+    if request.args.get("only_model_access_groups", "").lower() in ("true", "1"):
+        groups = current_app.extensions["dheera_ai_state"].auth.groups
+        visible = set(_visible_models(principal))
+        return {"object": "list", "data": [_model(g) for g, members in sorted(groups.items()) if members & visible]}
     return {"object": "list", "data": [_model(n) for n in _visible_models(principal)]}
+
+
+@bp.get("/routes")
+def routes():
+    """Every route the gateway serves, as LiteLLM's /routes lists them; any valid key may ask."""
+    calls.authenticate()
+    rules = sorted(current_app.url_map.iter_rules(), key=lambda r: r.rule)
+    return {"routes": [{"path": r.rule, "methods": sorted(r.methods - {"HEAD", "OPTIONS"}), "name": r.endpoint}
+                       for r in rules]}
 
 
 @bp.get("/models/<path:name>")

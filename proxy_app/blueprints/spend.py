@@ -1,4 +1,5 @@
-"""Spend: `GET /spend/logs`, `/spend/tags`, `/spend/report`.
+"""Spend: `GET /spend/logs`, `/spend/tags`, `/spend/report`, and LiteLLM's `/global/spend/teams`,
+`/global/spend/report`.
 
 Admins see everything; a virtual key sees its own calls only. Rows reach the store from the
 spool within about a second of the call (see `proxy_app.spend`).
@@ -9,7 +10,7 @@ from __future__ import annotations
 import datetime
 import math
 
-from flask import Blueprint, request
+from flask import Blueprint, jsonify, request
 
 from dheera_ai.errors import BadRequestError, PermissionDeniedError
 from proxy_app import admin
@@ -62,7 +63,8 @@ def logs():
     forced = _scope()
     key = request.args.get("api_key") or request.args.get("key")
     filters = {"key": token_of(key) if key else None, "user": request.args.get("user_id"),
-               "team": request.args.get("team_id"), "model": request.args.get("model"), **forced}
+               "team": request.args.get("team_id"), "model": request.args.get("model"),
+               "request_id": request.args.get("request_id"), **forced}
     if forced and key and token_of(key) != forced["key"]:
         raise PermissionDeniedError("A key may read its own spend only.", param="api_key", code="admin_only")
     page, size = admin.int_query("page", 1, 1, admin.MAX_PAGE), admin.int_query("size", 50, 1, MAX_PAGE_SIZE)
@@ -72,7 +74,28 @@ def logs():
     for row in rows:
         for name in ("start_time", "end_time"):
             row[name] = admin.timestamp(row[name])
+    if request.args.get("format") == "litellm":
+        return jsonify([litellm_row(row) for row in rows])
     return {"data": rows, "total_count": total, "current_page": page, "total_pages": math.ceil(total / size)}
+
+
+# Our spend-row fields -> LiteLLM's names for them (its LiteLLM_SpendLogs table).
+LITELLM_NAMES = {"response_id": "request_id", "call_type": "call_type", "key_hash": "api_key", "cost": "spend",
+                 "total_tokens": "total_tokens", "prompt_tokens": "prompt_tokens",
+                 "completion_tokens": "completion_tokens", "start_time": "startTime", "end_time": "endTime",
+                 "model_group": "model", "deployment": "model_id", "user_id": "user", "team_id": "team_id",
+                 "tags": "request_tags", "metadata": "metadata", "status": "status",
+                 "provider": "custom_llm_provider"}
+
+
+def litellm_row(row: dict) -> dict:
+    """A spend row as LiteLLM's /spend/logs lists it (`?format=litellm`)."""
+    out = {theirs: row.get(ours) for ours, theirs in LITELLM_NAMES.items()}
+    out["request_id"] = row.get("response_id") or row.get("request_id")  # LiteLLM's is the answer's id
+    out["call_id"] = row.get("request_id")
+    out["model_group"] = row.get("model_group")
+    out["status"] = "success" if row.get("status") == 200 else "failure"
+    return out
 
 
 @bp.get("/spend/tags")
@@ -102,3 +125,45 @@ def report():
     for row in rows:
         row["day"] = admin.timestamp(row["day"])[:10]
     return {"group_by": group_by, "data": rows, "total_spend": sum(r["spend"] for r in rows)}
+
+
+# /global/spend/report's group_by -> (our grouping, the list's name, each entry's id name): LiteLLM's shape.
+GLOBAL_GROUPS = {"team": ("team", "teams", "team_name"), "api_key": ("key", "api_keys", "api_key"),
+                 "customer": ("user", "customers", "customer"), "user": ("user", "users", "user"),
+                 "model": ("model", "models", "model")}
+
+
+@bp.get("/global/spend/teams")
+def global_spend_teams():
+    """LiteLLM's spend per team: per day (`daily_spend`) and in all (`total_spend_per_team`)."""
+    admin.require_admin()
+    start, end = _range()
+    rows = admin.store().spend_report("team", start=start, end=end)
+    days: dict = {}
+    totals: dict = {}
+    for row in rows:
+        day = admin.timestamp(row["day"])[:10]
+        team = row["team"] or "Unassigned"
+        days.setdefault(day, {"date": day})[team] = row["spend"]
+        totals[team] = totals.get(team, 0.0) + row["spend"]
+    return {"daily_spend": list(days.values()), "teams": sorted(totals),
+            "total_spend_per_team": [{"team_id": t, "total_spend": s} for t, s in sorted(totals.items())]}
+
+
+@bp.get("/global/spend/report")
+def global_spend_report():
+    """LiteLLM's report: one entry per day, each listing spend per team (or api_key, customer, model)."""
+    admin.require_admin()
+    group_by = request.args.get("group_by", "team")
+    if group_by not in GLOBAL_GROUPS:
+        raise BadRequestError(f"'group_by' must be one of {', '.join(GLOBAL_GROUPS)}.", param="group_by",
+                              code="invalid_value")
+    ours, listed, name = GLOBAL_GROUPS[group_by]
+    start, end = _range()
+    days: dict = {}
+    for row in admin.store().spend_report(ours, start=start, end=end):
+        day = admin.timestamp(row["day"])[:10]
+        entry = days.setdefault(day, {"group_by_day": day, listed: []})
+        entry[listed].append({name: row[ours], "total_spend": row["spend"], "calls": row["calls"],
+                              "prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]})
+    return jsonify(list(days.values()))

@@ -1,5 +1,5 @@
-"""Teams: `/team/new`, `/team/info`, `/team/update`, `/team/member_add`, `/team/member_delete`,
-`/team/delete`.
+"""Teams: `/team/new`, `/team/info`, `/team/list`, `/team/update`, `/team/member_add`,
+`/team/member_update`, `/team/member_delete`, `/team/delete`.
 
 A team's models and limits bound its keys: a key asking for more is refused when it is made,
 and a team narrowed later narrows its keys at once (they are checked against both).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint
+from flask import Blueprint, jsonify
 
 from dheera_ai.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from proxy_app import admin
@@ -17,14 +17,17 @@ from proxy_app.admin_schemas import (
     TeamDeleteSchema,
     TeamMemberAddSchema,
     TeamMemberDeleteSchema,
+    TeamMemberUpdateSchema,
     TeamNewSchema,
     TeamUpdateSchema,
 )
 from proxy_app.blueprints.keys import key_view
 
 bp = Blueprint("teams", __name__)
+bp.after_request(admin.add_warnings)
 _new, _update, _delete = TeamNewSchema(), TeamUpdateSchema(), TeamDeleteSchema()
 _member_add, _member_delete = TeamMemberAddSchema(), TeamMemberDeleteSchema()
+_member_update = TeamMemberUpdateSchema()
 
 
 def existing_team(store, team_id: str) -> dict:
@@ -38,11 +41,10 @@ def team_view(store, team: dict) -> dict:
     return {**admin.view(team), "members_with_roles": store.team_members(team["team_id"])}
 
 
-def _members(store, members: list[dict], param: str) -> list[tuple[str, str]]:
-    for member in members:
-        if store.get_user(member["user_id"]) is None:
-            raise BadRequestError(f"There is no user '{member['user_id']}'.", param=param, code="user_not_found")
-    return [(m["user_id"], m["role"]) for m in members]
+def _members(store, members: list[dict]) -> list[tuple[str, str]]:
+    """(user id, role) of each member; users not known yet are created, as LiteLLM does."""
+    return [(admin.ensure_user(store, m.get("user_id"), m.get("user_email"))["user_id"], m["role"])
+            for m in members]
 
 
 @bp.post("/team/new")
@@ -50,7 +52,7 @@ def new():
     admin.require_admin()
     data = admin.body(_new)
     store = admin.store()
-    members = _members(store, data.pop("members_with_roles", []), "members_with_roles")
+    members = _members(store, data.pop("members_with_roles", []))
     data.setdefault("team_id", str(uuid.uuid4()))
     return team_view(store, store.insert_team(data, members))
 
@@ -94,8 +96,36 @@ def member_add():
     data = admin.body(_member_add)
     store = admin.store()
     team = existing_team(store, data["team_id"])
-    store.add_team_members(team["team_id"], _members(store, data["member"], "member"))
+    store.add_team_members(team["team_id"], _members(store, data["member"]))
     return team_view(store, team)
+
+
+@bp.post("/team/member_update")
+def member_update():
+    """A member's role; LiteLLM's per-member budget fields are ignored with a warning."""
+    admin.require_admin()
+    data = admin.body(_member_update)
+    store = admin.store()
+    team = existing_team(store, data["team_id"])
+    user = store.get_user(data["user_id"]) if data.get("user_id") else (
+        store.user_by_email(data["user_email"]) if data.get("user_email") else None)
+    members = {m["user_id"]: m["role"] for m in store.team_members(team["team_id"])}
+    if user is None or user["user_id"] not in members:
+        raise NotFoundError(f"Not a member of team '{team['team_id']}'.", param="user_id", code="member_not_found")
+    role = data.get("role") or members[user["user_id"]]
+    store.add_team_members(team["team_id"], [(user["user_id"], role)])
+    admin.state().auth.invalidate()
+    return {"team_id": team["team_id"], "user_id": user["user_id"], "role": role}
+
+
+@bp.get("/team/list")
+def list_teams():
+    """LiteLLM answers a list of teams, each with its members and spend."""
+    admin.require_admin()
+    store = admin.store()
+    page, size = admin.page_args(default_size=admin.MAX_PAGE_SIZE)
+    rows, _ = store.list_teams(offset=(page - 1) * size, limit=size)
+    return jsonify([{**team_view(store, t), "spend": store.spend_of("team", t["team_id"])} for t in rows])
 
 
 @bp.post("/team/member_delete")

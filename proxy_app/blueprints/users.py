@@ -1,4 +1,4 @@
-"""Users: `/user/new`, `/user/info`, `/user/update`, `/user/delete`.
+"""Users: `/user/new`, `/user/info`, `/user/list`, `/user/update`, `/user/delete`.
 
 A user owns keys and may belong to teams; its `user_role` decides whether its keys are admin
 keys (`proxy_admin`). Deleting a user deletes its keys.
@@ -6,9 +6,10 @@ keys (`proxy_admin`). Deleting a user deletes its keys.
 
 from __future__ import annotations
 
+import math
 import uuid
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from dheera_ai.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from proxy_app import admin
@@ -16,6 +17,7 @@ from proxy_app.admin_schemas import UserDeleteSchema, UserNewSchema, UserUpdateS
 from proxy_app.blueprints.keys import create_key, key_view
 
 bp = Blueprint("users", __name__)
+bp.after_request(admin.add_warnings)
 _new, _update, _delete = UserNewSchema(), UserUpdateSchema(), UserDeleteSchema()
 DEFAULT_ROLE = "internal_user"
 
@@ -26,11 +28,17 @@ def new():
     data = admin.body(_new)
     store = admin.store()
     teams = data.pop("teams", [])
+    if data.get("team_id"):
+        teams = list(dict.fromkeys([*teams, data["team_id"]]))
+    data.pop("team_id", None)
     for team_id in teams:
         if store.get_team(team_id) is None:
             raise BadRequestError(f"There is no team '{team_id}'.", param="teams", code="team_not_found")
     key_fields = {name: data.pop(name) for name in ("key_alias", "duration") if name in data}
     auto_create_key = data.pop("auto_create_key")
+    per_model = {name: data.pop(name) for name in ("model_rpm_limit", "model_tpm_limit") if name in data}
+    if per_model:
+        data["metadata"] = {**data.get("metadata", {}), **per_model}
     data.setdefault("user_id", str(uuid.uuid4()))
     data.setdefault("user_role", DEFAULT_ROLE)
     user = store.insert_user(data)
@@ -60,11 +68,28 @@ def info():
             "teams": store.user_teams(user_id)}
 
 
+@bp.get("/user/list")
+def list_users():
+    """LiteLLM's shape: {users, total, page, page_size, total_pages}; `?role=` filters."""
+    admin.require_admin()
+    page, size = admin.page_args()
+    store = admin.store()
+    rows, total = store.list_users(user_role=request.args.get("role") or request.args.get("user_role"),
+                                   offset=(page - 1) * size, limit=size)
+    users = [{**admin.view(u), "spend": store.spend_of("user", u["user_id"])} for u in rows]
+    return {"users": users, "total": total, "page": page, "page_size": size,
+            "total_pages": math.ceil(total / size)}
+
+
 @bp.post("/user/update")
 def update():
     admin.require_admin()
     data = admin.body(_update)
     user_id = data.pop("user_id")
+    per_model = {name: data.pop(name) for name in ("model_rpm_limit", "model_tpm_limit") if name in data}
+    if per_model:
+        existing = admin.store().get_user(user_id) or {"metadata": {}}
+        data["metadata"] = {**existing["metadata"], **data.get("metadata", {}), **per_model}
     store = admin.store()
     user = store.update_user(user_id, data)
     if user is None:

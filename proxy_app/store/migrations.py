@@ -188,6 +188,30 @@ MIGRATIONS.append(
     ]),
 )
 
+MIGRATIONS.append(
+    # Models added with /model/new (LiteLLM's `store_model_in_db`): the `model_list` entry as given
+    # (its params and model_info as JSON). Row 2 of state_version moves with every change, so each
+    # worker of each instance notices within its poll second (proxy_app/live_models.py).
+    (40, "models added through the API", [
+        """CREATE TABLE models (
+            model_id TEXT PRIMARY KEY,
+            model_name TEXT NOT NULL,
+            params TEXT NOT NULL,
+            model_info TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "INSERT INTO state_version (id, version) VALUES (2, 0)",
+    ]),
+)
+
+MIGRATIONS.append(
+    # GET /spend/logs?request_id=... (LiteLLM's lookup of one call's row).
+    # `response_id` is the answer's own `id` (chatcmpl-...), which LiteLLM calls the request id.
+    (41, "spend logs by request id", ["CREATE INDEX spend_logs_request_id ON spend_logs (request_id)",
+                                      "ALTER TABLE spend_logs ADD COLUMN response_id TEXT",
+                                      "CREATE INDEX spend_logs_response_id ON spend_logs (response_id)"]),
+)
+
 # Each change appends its own entry (numbers are reserved per change, with gaps); they are applied
 # in version order.
 MIGRATIONS.sort(key=lambda migration: migration[0])

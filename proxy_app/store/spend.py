@@ -17,7 +17,8 @@ SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "
                  "deployment", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
                  "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
                  "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "client_call_id",
-                 "guardrails", "record_error")
+                 "guardrails", "record_error",
+                 "response_id")
 FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
 # What a spend row's owner columns are called as total scopes.
 TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
@@ -242,9 +243,14 @@ class SpendStore:
     def _spend_where(self, filters, start, end) -> tuple[list, list]:
         where, params = [], []
         for name, value in filters.items():
-            if value is not None:
-                where.append(f"{LOG_FILTERS[name]} = ?")
-                params.append(value)
+            if value is None:
+                continue
+            if name == "request_id":  # ours (the call id) or LiteLLM's (the answer's id)
+                where.append("(l.request_id = ? OR l.response_id = ?)")
+                params += [value, value]
+                continue
+            where.append(f"{LOG_FILTERS[name]} = ?")
+            params.append(value)
         if start is not None:
             where.append("l.start_time >= ?")
             params.append(start)

@@ -16,6 +16,7 @@ import orjson
 
 from dheera_ai.errors import BadRequestError, ServiceUnavailableError
 from proxy_app.store.migrations import MIGRATIONS
+from proxy_app.store.models import ModelStore
 from proxy_app.store.spend import SpendStore
 
 JSON_COLUMNS = frozenset({"models", "metadata", "tags"})
@@ -37,8 +38,9 @@ class ConflictError(BadRequestError):
     """A row with that identity exists already (key, alias, user or team id)."""
 
 
-class SQLStore(SpendStore):
-    """Keys, users and teams (spend from `SpendStore`); backends provide `_transaction` and the rest."""
+class SQLStore(SpendStore, ModelStore):
+    """Keys, users and teams (spend from `SpendStore`, API-added models from `ModelStore`);
+    backends provide `_transaction` and the rest."""
 
     backend = "sql"
 
@@ -127,16 +129,20 @@ class SQLStore(SpendStore):
 
     def list_keys(self, *, user_id=None, team_id=None, key_alias=None, offset=0, limit=50) -> tuple[list, int]:
         """One page of keys matching every given filter, oldest first, and how many match in all."""
-        filters = [(name, value) for name, value in
-                   (("user_id", user_id), ("team_id", team_id), ("key_alias", key_alias)) if value is not None]
-        where = " AND ".join(f"{name} = ?" for name, _ in filters) or "1 = 1"
-        params = tuple(value for _, value in filters)
+        return self._page("keys", KEY_COLUMNS, "key_hash",
+                          {"user_id": user_id, "team_id": team_id, "key_alias": key_alias}, offset, limit)
+
+    def _page(self, table, columns, id_column, filters: dict, offset, limit) -> tuple[list, int]:
+        """Rows of `table` equal to every non-None filter (names from the fixed column lists)."""
+        given = [(name, value) for name, value in filters.items() if value is not None]
+        where = " AND ".join(f"{name} = ?" for name, _ in given) or "1 = 1"
+        params = tuple(value for _, value in given)
         with self._transaction() as cur:
-            cur.execute(self._sql(f"SELECT COUNT(*) FROM keys WHERE {where}"), params)
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM {table} WHERE {where}"), params)
             total = cur.fetchone()[0]
-            cur.execute(self._sql(f"SELECT {', '.join(KEY_COLUMNS)} FROM keys WHERE {where} "
-                                  "ORDER BY created_at, key_hash LIMIT ? OFFSET ?"), params + (limit, offset))
-            return [self._decode(KEY_COLUMNS, r) for r in cur.fetchall()], total
+            cur.execute(self._sql(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} "
+                                  f"ORDER BY created_at, {id_column} LIMIT ? OFFSET ?"), params + (limit, offset))
+            return [self._decode(columns, r) for r in cur.fetchall()], total
 
     def update_key(self, key_hash: str, changes: dict) -> dict | None:
         with self._transaction(write=True) as cur:
@@ -175,6 +181,18 @@ class SQLStore(SpendStore):
         with self._transaction() as cur:
             return self._one(cur, "users", USER_COLUMNS, "user_id", user_id)
 
+    def user_by_email(self, email: str) -> dict | None:
+        """The oldest user with this email (LiteLLM adds team members by email)."""
+        with self._transaction() as cur:
+            cur.execute(self._sql(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE user_email = ? "
+                                  "ORDER BY created_at LIMIT 1"), (email,))
+            row = cur.fetchone()
+            return self._decode(USER_COLUMNS, row) if row else None
+
+    def list_users(self, *, user_role=None, offset=0, limit=50) -> tuple[list, int]:
+        """One page of users (of one role, if given), oldest first, and how many match in all."""
+        return self._page("users", USER_COLUMNS, "user_id", {"user_role": user_role}, offset, limit)
+
     def update_user(self, user_id: str, changes: dict) -> dict | None:
         with self._transaction(write=True) as cur:
             if not self._update(cur, "users", "user_id", user_id, changes, what="user"):
@@ -211,6 +229,9 @@ class SQLStore(SpendStore):
     def get_team(self, team_id: str) -> dict | None:
         with self._transaction() as cur:
             return self._one(cur, "teams", TEAM_COLUMNS, "team_id", team_id)
+
+    def list_teams(self, *, offset=0, limit=50) -> tuple[list, int]:
+        return self._page("teams", TEAM_COLUMNS, "team_id", {}, offset, limit)
 
     def update_team(self, team_id: str, changes: dict) -> dict | None:
         with self._transaction(write=True) as cur:

@@ -120,7 +120,7 @@ def test_a_users_models_bound_a_key_without_models(client):
     key = admin_post(client, "/key/generate", user_id="ann")["key"]
     assert chat(client, key, model="demo").status_code == 200
     refused = chat(client, key, model="gpt-4o-mini")
-    assert refused.status_code == 403 and "Allowed models: demo" in refused.json["error"]["message"]
+    assert refused.status_code == 401 and "Allowed models: demo" in refused.json["error"]["message"]
 
 
 def test_no_key_for_a_user_in_a_team_they_are_not_in(client):

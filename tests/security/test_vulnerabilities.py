@@ -89,7 +89,8 @@ def sent(upstream) -> str:
 
 
 def test_the_list_of_providers_checked_here_is_every_provider():
-    assert PROVIDERS == [n for n in client_engine().pipeline.providers.names() if n != "mock"]
+    # sagemaker is registered but not built: every call is a 501 before anything is sent.
+    assert PROVIDERS == [n for n in client_engine().pipeline.providers.names() if n not in ("mock", "sagemaker")]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
