@@ -158,6 +158,12 @@ class SpendTracker:
             priced_cost = self.prices.cost(call.deployment, usage, call.body)
             cost, priced = priced_cost.amount, priced_cost.priced
             call.cost = cost if priced else None
+        cache = call.cache
+        if cache is not None and cache.saved_usage is not None and call.deployment is not None:
+            # A cache hit cost nothing (no budget is charged); it saved what the upstream would have cost.
+            cache.saved_cost = self.prices.cost(call.deployment, cache.saved_usage, call.body).amount
+            if cache.result == "hit":
+                cost, call.cost = 0.0, 0.0
         if outcome.error is None:
             call.response_headers["x-dheera-ai-response-cost"] = repr(cost)
         if held.scopes:
@@ -194,6 +200,8 @@ class SpendTracker:
             "metadata": _redacted(call.metadata), "status": outcome.status,
             "error_type": type(error).__name__ if error is not None else None,
             "stream": call.stream, "stream_cut": outcome.stream_cut,
+            "cache_hit": call.cache is not None and call.cache.result == "hit",
+            "saved_cost": (call.cache.saved_cost or 0.0) if call.cache is not None else 0.0,
             "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
             "start_time": call.start_time, "end_time": end, "latency_ms": round(outcome.latency_seconds * 1000, 3),
             "budgets": budgets,

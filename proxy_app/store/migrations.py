@@ -148,3 +148,11 @@ MIGRATIONS.append(
         "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )
+
+# The response cache: a hit is a row that cost nothing, and says what it saved.
+MIGRATIONS.append(
+    (70, "spend logs: cache hits and what they saved", [
+        "ALTER TABLE spend_logs ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE spend_logs ADD COLUMN saved_cost DOUBLE PRECISION NOT NULL DEFAULT 0",
+    ]),
+)
