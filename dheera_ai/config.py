@@ -200,6 +200,8 @@ class CacheParamsSchema(Schema):
     max_item_bytes = fields.Integer(load_default=1024 * 1024, validate=_positive)
     supported_call_types = CacheCallTypesField(load_default=lambda: ("chat_completions", "completions", "embeddings",
                                                                      "anthropic_messages"))
+    # default_off: only requests that send `cache: {"use-cache": true}` use the cache (LiteLLM's modes).
+    mode = fields.String(load_default="default_on", validate=validate.OneOf(("default_on", "default_off")))
     # What an answer is shared by: every deployment of the model group, or one deployment.
     key_scope = fields.String(load_default="model_group", validate=validate.OneOf(("model_group", "deployment")))
     # Every Redis command gives up after this long (the call then goes upstream).

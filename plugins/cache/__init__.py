@@ -75,6 +75,8 @@ class ResponseCache:
         if call.call_type not in self.call_types:
             return
         asked = _controls(call.gateway_params.get("cache"), "cache")
+        if self.params["mode"] == "default_off" and not asked.get("use-cache"):
+            return
         # A key's metadata (or, where the key says nothing, its team's): `cache: false`, or
         # `cache: {"no-cache": true}` / `{"no-store": true}`, which its requests cannot undo.
         owner = (call.principal.metadata or {}).get("cache") if call.principal else None
@@ -257,7 +259,7 @@ def _controls(asked, where: str) -> dict:
         raise BadRequestError(f"'{where}' must be an object such as {{\"no-cache\": true}}.", param=where)
     out = {}
     for name, value in asked.items():
-        if name in ("no-cache", "no-store"):
+        if name in ("no-cache", "no-store", "use-cache"):
             if not isinstance(value, bool):
                 raise BadRequestError(f"'{where}.{name}' must be true or false.", param=f"{where}.{name}")
         elif name in ("ttl", "s-maxage"):
@@ -268,7 +270,7 @@ def _controls(asked, where: str) -> dict:
                 raise BadRequestError(f"'{where}.namespace' must be a string of at most {MAX_NAMESPACE} characters.",
                                       param=f"{where}.namespace")
         else:
-            continue  # LiteLLM accepts and ignores others (use-cache, ...)
+            continue  # LiteLLM accepts and ignores others
         out[name] = value
     return out
 

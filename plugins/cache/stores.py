@@ -15,6 +15,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from dheera_ai.redact import redact
+
 log = logging.getLogger("dheera_ai.cache")
 
 DOWN_SECONDS = 5.0  # how long Redis is skipped after a failure
@@ -130,7 +132,7 @@ class RedisStore:
         if time.monotonic() - self._warned > WARN_EVERY:
             self._warned = time.monotonic()
             log.warning("response cache: Redis failed (%s: %s); calls go upstream, retrying in %.0f s",
-                        type(exc).__name__, exc, DOWN_SECONDS)
+                        type(exc).__name__, redact(str(exc)), DOWN_SECONDS)
 
     def close(self) -> None:
         if self._queue is not None and self._pid == os.getpid():

@@ -116,6 +116,16 @@ def test_an_error_is_not_kept(gpt, upstream):
     assert chats(upstream) == 2
 
 
+def test_text_completions_stream_and_plain_share_one_answer(gpt, upstream):
+    streamed = "".join(c.choices[0].text for c in gpt.completions.create(
+        model="gpt-4o-mini", prompt="Say hello", stream=True) if c.choices)
+    plain = gpt.completions.create(model="gpt-4o-mini", prompt="Say hello")
+    replayed = list(gpt.completions.create(model="gpt-4o-mini", prompt="Say hello", stream=True))
+    assert upstream.count("/v1/completions") == 1
+    assert plain.choices[0].text == streamed == "".join(c.choices[0].text for c in replayed if c.choices)
+    assert plain.choices[0].finish_reason == "stop" == replayed[-1].choices[0].finish_reason
+
+
 def test_the_anthropic_sdk_gets_a_replayed_stream(live, upstream):
     claude = anthropic.Anthropic(base_url=live.url, api_key=MASTER_KEY, max_retries=0, timeout=10)
     ask = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi there"}]}
@@ -143,6 +153,17 @@ def test_request_controls_in_litellms_spelling(gpt, upstream):
     assert chats(upstream) == 5, "s-maxage 0 accepts no stored answer"
     gpt.chat.completions.create(**ask, extra_headers={"Cache-Control": "no-cache"})
     assert chats(upstream) == 6
+
+
+def test_default_off_caches_only_the_requests_that_ask(make_app, cache_config, live_app, upstream):
+    cache_config["dheera_ai_settings"]["cache_params"]["mode"] = "default_off"
+    gpt = openai.OpenAI(base_url=live_app(cache_config).url + "/v1", api_key=MASTER_KEY, max_retries=0)
+    for _ in range(2):
+        gpt.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert chats(upstream) == 2
+    for _ in range(2):
+        gpt.chat.completions.create(model="gpt-4o-mini", messages=HI, extra_body={"cache": {"use-cache": True}})
+    assert chats(upstream) == 3
 
 
 def test_a_malformed_cache_object_is_a_400(gpt, upstream):
@@ -260,3 +281,90 @@ def test_litellm_call_type_names_and_the_gateways_redis(make_app, base_config):
     params = make_app(base_config).extensions["dheera_ai"].config.dheera_ai_settings["cache_params"]
     assert params["supported_call_types"] == ("chat_completions", "embeddings")
     assert (params["type"], params["url"]) == ("redis", "redis://127.0.0.1:1/0")
+
+
+@pytest.fixture
+def redis_cache(cache_config):
+    """A cache config on the real Redis, reached through a TCP proxy a test can cut or slow down."""
+    import uuid
+    from urllib.parse import urlparse
+
+    import redis
+
+    from tests.support.services import redis_url
+    from tests.support.tcp_proxy import TCPProxy
+
+    url = urlparse(redis_url())
+    proxy = TCPProxy(url.hostname, url.port or 6379)
+    prefix = f"dheera_ai_test:{uuid.uuid4().hex[:12]}:"
+    cache_config["dheera_ai_settings"]["cache_params"] = {"type": "redis", "url": f"redis://127.0.0.1:{proxy.port}"
+                                                          f"{url.path or '/0'}"}
+    cache_config["general_settings"]["redis_key_prefix"] = prefix
+    yield cache_config, proxy
+    proxy.cut()
+    client = redis.Redis.from_url(redis_url())
+    keys = list(client.scan_iter(prefix + "*"))
+    if keys:
+        client.delete(*keys)
+
+
+def wait_for_hit(gpt, **ask) -> bool:
+    import time
+
+    for _ in range(100):
+        response = gpt.chat.completions.with_raw_response.create(**ask)
+        if response.headers["x-dheera-ai-cache-hit"] == "true":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_redis_keeps_answers_and_a_down_or_slow_redis_only_sends_calls_upstream(live_app, redis_cache, upstream,
+                                                                              caplog):
+    config, proxy = redis_cache
+    gpt = openai.OpenAI(base_url=live_app(config).url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10)
+    ask = {"model": "gpt-4o-mini", "messages": HI}
+    gpt.chat.completions.create(**ask)
+    assert wait_for_hit(gpt, **ask)
+    answered = chats(upstream)
+
+    proxy.delay = 0.3  # far over the 50 ms a cache command may take: the entry is there, but too late
+    slow = gpt.chat.completions.with_raw_response.create(**ask)
+    assert slow.headers["x-dheera-ai-cache-hit"] == "false" and slow.parse().choices[0].message.content
+    assert chats(upstream) == answered + 1
+    assert any("response cache: Redis failed" in r.getMessage() for r in caplog.records)
+
+    proxy.delay = 0.0
+    proxy.cut()
+    for _ in range(3):
+        down = gpt.chat.completions.with_raw_response.create(**ask)
+        assert down.status_code == 200 and down.headers["x-dheera-ai-cache-hit"] == "false"
+    assert chats(upstream) == answered + 4
+
+
+def test_a_corrupt_redis_entry_is_a_miss(live_app, redis_cache, upstream):
+    import redis
+
+    from tests.support.services import redis_url
+
+    config, _ = redis_cache
+    gpt = openai.OpenAI(base_url=live_app(config).url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10)
+    ask = {"model": "gpt-4o-mini", "messages": HI}
+    first = gpt.chat.completions.with_raw_response.create(**ask)
+    assert wait_for_hit(gpt, **ask)
+    key = config["general_settings"]["redis_key_prefix"] + "cache:" + first.headers["x-dheera-ai-cache-key"]
+    redis.Redis.from_url(redis_url()).set(key, b'{"v": 1, "kind": "chat_completions", "body": "oops"}')
+    again = gpt.chat.completions.with_raw_response.create(**ask)
+    assert again.headers["x-dheera-ai-cache-hit"] == "false" and again.parse().choices[0].message.content
+
+
+def test_a_gateway_whose_redis_is_down_answers_every_call_from_the_upstream(live_app, redis_cache, upstream,
+                                                                           caplog):
+    config, proxy = redis_cache
+    proxy.cut()
+    gpt = openai.OpenAI(base_url=live_app(config).url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10)
+    for _ in range(3):
+        response = gpt.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI, stream=False)
+        assert response.status_code == 200 and response.headers["x-dheera-ai-cache-hit"] == "false"
+    assert chats(upstream) == 3
+    assert [r.levelname for r in caplog.records if "response cache: Redis failed" in r.getMessage()] == ["WARNING"]
