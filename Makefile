@@ -26,8 +26,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check --line-length 120 --select E,F,W,I,B,UP --ignore UP037 dheera_ai plugins proxy_app tests wsgi.py
 
+# Side by side with the bare relay in one run; ANCHOR=<venv with litellm[proxy]> adds LiteLLM,
+# VARIANTS=a,b the gateway with tests/bench/variants/a.yaml (a feature on), BENCH_SECONDS the length.
 bench: install
-	bash ../shared/bench/run.sh $(if $(ANCHOR),--anchor $(ANCHOR)) .
+	bash tests/bench/run.sh $(if $(ANCHOR),--anchor $(ANCHOR)) $(if $(VARIANTS),--variants $(VARIANTS)) --seconds $(or $(BENCH_SECONDS),10) .
 
 # Issue 10's scaling checks: 1 vs 1,000 deployments, 10 vs 1,000,000 keys, 1,000 slow streams.
 # SCALE_ARGS passes options, e.g. SCALE_ARGS='--only streams --rounds 1'.

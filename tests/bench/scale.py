@@ -4,7 +4,7 @@ number of open streams grow? A measurement, not a test (`make bench-scale`):
     .venv/bin/python -m tests.bench.scale [--only deployments,keys,streams] [--rounds 8] [--seconds 2]
 
 Each gateway is the real `dheera_ai` command, one gevent worker, on loopback, pinned to core 0;
-the load (wrk, the stream clients) and the upstreams run on core 1, as ../shared/bench/run.sh
+the load (wrk, the stream clients) and the upstreams run on core 1, as tests/bench/run.sh
 does. The gateways of a check are started together, warmed up (`--warm-up` s), then loaded one
 at a time in bursts of `--seconds`, taking turns `--rounds` times, so a drift in the machine's
 other load falls on every scenario alike. Besides req/s, each burst gives the gateway's CPU time
@@ -13,7 +13,7 @@ Compare the ratios of one run, not absolute numbers across runs.
 
 1. deployments: chat at 8 connections with a virtual key from /key/generate (full pipeline), a
    config of 1 deployment vs 1,000 deployments in the called group (one upstream host, or 1,000
-   upstream hosts 127.1.x.y) vs 1,000 model groups. nginx answers with ../shared/bench/chat.json.
+   upstream hosts 127.1.x.y) vs 1,000 model groups. nginx answers with tests/bench/fixtures/chat.json.
 2. keys: the same chat with 10 vs 1,000,000 keys in the SQLite store (inserted in one
    transaction with the store's own schema, encoding and hash), one key (the cache answers);
    then a rotation over 20,000 keys, each used once (every call a cache miss: the store
@@ -43,7 +43,7 @@ import time
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED_BENCH = os.path.join(os.path.dirname(REPO), "shared", "bench")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 VENV_BIN = os.path.dirname(sys.executable)
 MASTER = "sk-scale-master"
 MODEL = "gpt-4o-mini"
@@ -120,7 +120,7 @@ def upstream_host(i: int) -> str:
 
 
 def start_nginx(work: str, port: int, hosts: int) -> subprocess.Popen:
-    chat = os.path.join(SHARED_BENCH, "chat.json")
+    chat = os.path.join(FIXTURES, "chat.json")
     listens = "\n".join(f"    listen {upstream_host(i)}:{port};" for i in range(hosts))
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:

@@ -1,4 +1,4 @@
-"""Validating gateway answers against OpenAI's official OpenAPI spec (shared/specs)."""
+"""Validating gateway answers against OpenAI's official OpenAPI spec (vendored in tests/data, MIT)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "specs", "openai-openapi.yaml")
+SPEC = os.path.join(os.path.dirname(__file__), "..", "data", "openai-openapi.yaml")
 CACHE = os.path.join(os.path.dirname(__file__), "..", "..", ".pytest_cache", "openai-openapi.pickle")
 
 

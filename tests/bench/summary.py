@@ -1,0 +1,54 @@
+"""`make bench`'s table: every measured row, then each system's throughput and p99 against the
+relay (and LiteLLM), medians over rounds. Reads the TSV run.sh writes."""
+
+import collections
+import statistics
+import sys
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+COLUMNS = ("system", "scenario", "req/s", "p50", "p90", "p99", "max", "errors", "RSS kB")
+
+
+def millis(text: str) -> float | None:
+    """wrk's latency ('812.00us', '1.43s', '2.10m') in milliseconds."""
+    for unit in sorted(UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * UNITS[unit]
+            except ValueError:
+                return None
+    return None
+
+
+def main(path: str) -> None:
+    rows = [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8") if line.strip()]
+    print()
+    print("\t".join(COLUMNS))
+    for row in rows:
+        print("\t".join(row))
+    rps, p99 = collections.defaultdict(list), collections.defaultdict(list)
+    for system, scenario, r, _p50, _p90, q, *_ in rows:
+        try:
+            rps[(system, scenario)].append(float(r))
+        except ValueError:
+            pass
+        if millis(q) is not None:
+            p99[(system, scenario)].append(millis(q))
+    med_rps = {k: statistics.median(v) for k, v in rps.items()}
+    med_p99 = {k: statistics.median(v) for k, v in p99.items()}
+    systems = sorted({s for s, _ in med_rps if s.startswith("dheera")})
+    print()
+    print("ratio\tscenario\treq/s\tp99 (lower is better)")
+    for scenario in sorted({sc for _, sc in med_rps}):
+        for system in systems:
+            for other in ("relay", "litellm"):
+                mine, theirs = med_rps.get((system, scenario)), med_rps.get((other, scenario))
+                if not mine or not theirs:
+                    continue
+                lat_mine, lat_theirs = med_p99.get((system, scenario)), med_p99.get((other, scenario))
+                lat = f"{lat_mine / lat_theirs:.2f}" if lat_mine and lat_theirs else "-"
+                print(f"{system}/{other}\t{scenario}\t{mine / theirs:.2f}\t{lat}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
