@@ -368,3 +368,13 @@ def test_a_gateway_whose_redis_is_down_answers_every_call_from_the_upstream(live
         assert response.status_code == 200 and response.headers["x-dheera-ai-cache-hit"] == "false"
     assert chats(upstream) == 3
     assert [r.levelname for r in caplog.records if "response cache: Redis failed" in r.getMessage()] == ["WARNING"]
+
+
+def test_rate_limits_count_hits(client, auth, live, upstream):
+    key = client.post("/key/generate", headers=auth, json={"rpm_limit": 2}).json["key"]
+    gpt = openai.OpenAI(base_url=live.url + "/v1", api_key=key, max_retries=0, timeout=10)
+    for _ in range(2):
+        gpt.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    with pytest.raises(openai.RateLimitError):
+        gpt.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert chats(upstream) == 1
