@@ -78,18 +78,20 @@ class ResponseCache:
         if self.params["mode"] == "default_off" and not asked.get("use-cache"):
             return
         # A key's metadata (or, where the key says nothing, its team's): `cache: false`, or
-        # `cache: {"no-cache": true}` / `{"no-store": true}`, which its requests cannot undo.
+        # `cache: {"no-cache": true}` / `{"no-store": true}`, which its requests cannot undo;
+        # `{"namespace": "team-a"}` keeps its answers apart from everyone else's.
         owner = (call.principal.metadata or {}).get("cache") if call.principal else None
         if owner is False or (isinstance(owner, dict) and owner.get("enabled") is False):
             return
-        if isinstance(owner, dict):
-            for name in ("no-cache", "no-store"):
-                asked[name] = asked.get(name) or owner.get(name) is True
+        owner = owner if isinstance(owner, dict) else {}
+        for name in ("no-cache", "no-store"):
+            asked[name] = asked.get(name) or owner.get(name) is True
         _header_controls(call.headers.get("cache-control"), asked)
         if asked.get("no-cache") and asked.get("no-store"):
             return
         ttl = min(float(asked.get("ttl") or self.params["ttl"]), self.params["max_ttl"])
-        namespaces = (self.params.get("namespace") or "", asked.get("namespace") or "")
+        namespaces = (self.params.get("namespace") or "", str(owner.get("namespace") or ""),
+                      asked.get("namespace") or "")
         call.cache = _Lookup("miss", "", no_cache=bool(asked.get("no-cache")), no_store=bool(asked.get("no-store")),
                              ttl=ttl, max_age=asked.get("s-maxage"), namespaces=namespaces)
 

@@ -138,6 +138,18 @@ def test_the_anthropic_sdk_gets_a_replayed_stream(live, upstream):
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == 7
 
 
+def test_an_anthropic_stream_is_kept_and_answers_a_plain_message(live, upstream):
+    claude = anthropic.Anthropic(base_url=live.url, api_key=MASTER_KEY, max_retries=0, timeout=10)
+    ask = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "Stream it"}]}
+    upstream.stream(chat_chunks(words=("Streamed", " to", " Claude.")))
+    with claude.messages.stream(**ask) as stream:
+        streamed = stream.get_final_message()
+    plain = claude.messages.create(**ask)
+    assert chats(upstream) == 1
+    assert plain.content[0].text == streamed.content[0].text == "Streamed to Claude."
+    assert plain.stop_reason == "end_turn" and plain.usage.output_tokens == streamed.usage.output_tokens
+
+
 def test_request_controls_in_litellms_spelling(gpt, upstream):
     ask = {"model": "gpt-4o-mini", "messages": HI}
     gpt.chat.completions.create(**ask, extra_body={"cache": {"no-store": True}})
@@ -184,6 +196,16 @@ def test_a_key_or_its_team_can_have_caching_switched_off(client, auth, gpt, live
         answer = other.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI)
         assert answer.headers.get("x-dheera-ai-cache-hit") != "true"
     assert chats(upstream) == 3
+
+
+def test_a_keys_namespace_keeps_its_answers_apart(client, auth, gpt, live, upstream, call_log):
+    key = client.post("/key/generate", headers=auth, json={"metadata": {"cache": {"namespace": "team-a"}}}).json["key"]
+    own = openai.OpenAI(base_url=live.url + "/v1", api_key=key, max_retries=0, timeout=10)
+    gpt.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    own.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    own.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert chats(upstream) == 2
+    assert [line.get("cache") for line in call_log(3)][-3:] == ["miss", "miss", "hit"]
 
 
 def test_embeddings_send_only_the_misses_upstream_and_answer_in_order(gpt, upstream):
