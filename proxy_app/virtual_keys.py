@@ -204,7 +204,8 @@ class VirtualKeyAuth:
             kind="virtual_key", key_hash=row["key_hash"], key_alias=row["key_alias"], user_id=row["user_id"],
             team_id=row["team_id"],
             models=effective_models(row["models"], team["models"] if team else None, self.groups),
-            metadata=_with_team_cache(row["metadata"], team), tags=tuple(row["tags"]) + tuple(team["tags"] if team else ()),
+            metadata=_with_team_cache(row["metadata"], team),
+            tags=tuple(row["tags"]) + tuple(team["tags"] if team else ()),
             user_role=user["user_role"] if user else None, limits=limits,
             scoped_limits={scope: {name: owner[name] for name in LIMITS if owner[name] is not None}
                            for scope, owner in (("key", row), ("user", user), ("team", team)) if owner})
