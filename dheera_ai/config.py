@@ -252,6 +252,66 @@ class GeneralSettingsSchema(Schema):
 
 
 SHORT_MASTER_KEY = 8
+
+# Call types the response cache can keep, under our names; LiteLLM's names map onto them.
+CACHE_CALL_TYPES = ("chat_completions", "completions", "embeddings", "anthropic_messages")
+LITELLM_CACHE_CALL_TYPES = {"completion": "chat_completions", "acompletion": "chat_completions",
+                            "text_completion": "completions", "atext_completion": "completions",
+                            "embedding": "embeddings", "aembedding": "embeddings",
+                            "anthropic_messages": "anthropic_messages"}
+# LiteLLM call types it caches and we do not (yet): accepted with a warning, so its files still load.
+UNCACHED_CALL_TYPES = ("transcription", "atranscription", "responses", "aresponses", "rerank", "arerank",
+                       "image_generation", "aimage_generation", "speech", "aspeech", "moderation", "amoderation")
+
+
+class CacheCallTypesField(fields.Field):
+    """`supported_call_types`: our names or LiteLLM's; what we cannot cache is left out, with a warning."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("must be a list of call types")
+        out = []
+        for name in value:
+            mapped = name if name in CACHE_CALL_TYPES else LITELLM_CACHE_CALL_TYPES.get(name)
+            if mapped is None and name not in UNCACHED_CALL_TYPES:
+                raise ValidationError(f"unknown call type '{name}'; known: {', '.join(CACHE_CALL_TYPES)}")
+            if mapped is None:
+                log.warning("cache_params.supported_call_types: %s answers are not cached by Dheera AI", name)
+            elif mapped not in out:
+                out.append(mapped)
+        return tuple(out)
+
+
+class CacheParamsSchema(Schema):
+    """`dheera_ai_settings.cache_params` (LiteLLM's names); other LiteLLM keys are accepted and unused."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    # Unset: redis when general_settings.redis_url is set (shared by every instance), else local.
+    type = fields.String(allow_none=True, validate=validate.OneOf(("local", "redis")))
+    host = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=65535))
+    password = fields.String(allow_none=True)
+    url = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^(redis|rediss|unix)://", error="must start with redis://, rediss:// or unix://"))
+    namespace = fields.String(allow_none=True, validate=validate.Length(max=200))
+    ttl = fields.Float(load_default=3600.0, validate=_positive)
+    # The longest `ttl` a request may ask for.
+    max_ttl = fields.Float(load_default=7 * 86400.0, validate=_positive)
+    # The local cache's size (per worker), and the largest answer either cache keeps.
+    max_bytes = fields.Integer(load_default=64 * 1024 * 1024, validate=_positive)
+    max_item_bytes = fields.Integer(load_default=1024 * 1024, validate=_positive)
+    supported_call_types = CacheCallTypesField(load_default=lambda: ("chat_completions", "completions", "embeddings",
+                                                                     "anthropic_messages"))
+    # default_off: only requests that send `cache: {"use-cache": true}` use the cache (LiteLLM's modes).
+    mode = fields.String(load_default="default_on", validate=validate.OneOf(("default_on", "default_off")))
+    # What an answer is shared by: every deployment of the model group, or one deployment.
+    key_scope = fields.String(load_default="model_group", validate=validate.OneOf(("model_group", "deployment")))
+    # Every Redis command gives up after this long (the call then goes upstream).
+    timeout_ms = fields.Float(load_default=50.0, validate=validate.Range(min=1, max=50))
+
+
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",
                       "cost-based-routing")
 # LiteLLM's names for strategies we serve under one name: its v2 is its Redis-backed usage
@@ -466,6 +526,15 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
 
     settings = dict(data.get("litellm_settings") or {})
     settings.update(data.get("dheera_ai_settings") or {})
+    if settings.get("cache") or settings.get("cache_params"):
+        try:
+            settings["cache"] = fields.Boolean().deserialize(settings.get("cache", False))
+            settings["cache_params"] = CacheParamsSchema().load(settings.get("cache_params") or {})
+            _resolve_cache_backend(settings["cache_params"], data["general_settings"])
+        except ValidationError as e:
+            raise ConfigError(flatten_errors(e.messages, ("dheera_ai_settings", "cache_params")
+                                             if isinstance(e.messages, dict) else ("dheera_ai_settings", "cache")),
+                              source) from None
     router_raw = {k: settings[k] for k in ROUTER_KEYS_IN_SETTINGS if k in settings}
     router_raw.update(data.get("router_settings") or {})
     try:
@@ -492,6 +561,17 @@ def _is_read(path) -> bool:
     if len(path) < 2 or not config_keys.is_read("", section):
         return False
     return path[1] in _declared_keys().get(section, ()) or config_keys.is_read(section, path[1])
+
+
+def _resolve_cache_backend(params: dict, general: dict) -> None:
+    """Which cache: redis reuses general_settings.redis_url when cache_params names no server."""
+    own = params.get("url") or params.get("host")
+    if params.get("type") is None:
+        params["type"] = "redis" if own or general.get("redis_url") else "local"
+    if params["type"] == "redis" and not own:
+        if not general.get("redis_url"):
+            raise ValidationError({"type": ["redis needs cache_params.url or host, or general_settings.redis_url"]})
+        params["url"] = general["redis_url"]
 
 
 def split_model(model: str, provider_names) -> tuple[str, str]:

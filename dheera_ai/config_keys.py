@@ -19,7 +19,7 @@ READ: dict[str, tuple[str, ...]] = {
          "environment_variables", "plugins", "guardrails"),
     "general_settings": ("spend_spool_max_mb", "spend_flush_seconds", "local_state_dir",
                          "require_auth_for_metrics_endpoint"),
-    "litellm_settings": ("drop_params", "require_auth_for_metrics_endpoint"),
+    "litellm_settings": ("drop_params", "require_auth_for_metrics_endpoint", "cache", "cache_params"),
     "router_settings": (),
 }
 READ["dheera_ai_settings"] = READ["litellm_settings"]
@@ -55,7 +55,6 @@ LITELLM_UNUSED: dict[str, dict[str, str]] = {
         "set_verbose": "use `dheera_ai --detailed_debug`", "json_logs": "",
         "default_team_settings": "per-team callbacks are not supported",
         "success_callback": "", "failure_callback": "", "callbacks": "", "service_callback": "",
-        "cache": "no cache is on", "cache_params": "",
         "max_budget": "", "budget_duration": "", "max_end_user_budget": "",
         "turn_off_message_logging": "", "redact_user_api_key_info": "",
         "modify_params": "", "ssl_verify": "", "default_internal_user_params": "",

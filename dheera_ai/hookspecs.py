@@ -61,7 +61,11 @@ def dheera_ai_dispatch(call, deployment, provider):
     non-None result. The built-in implementation (trylast) hands the call to `provider`, and
     serves `responses*` and `anthropic_messages` calls through the provider's chat completions
     when it has no method for them (`dheera_ai.bridges`); a cache or guardrail plugin may answer
-    first. Raise a `DheeraAIError` for a failed call.
+    first (tryfirst). Raise a `DheeraAIError` for a failed call.
+
+    Called once per attempt (retries and fallbacks call it again with another deployment). A
+    wrapper (`wrapper=True`) sees whichever answer won, and may replace the Reply or wrap its
+    stream: the response cache keeps fresh answers that way (`plugins.cache`).
     """
 
 

@@ -14,7 +14,7 @@ from typing import Any
 # Request fields that belong to the gateway, not to the model: they are taken out of the body
 # before it goes upstream and kept on `Call.gateway_params` for the plugins to interpret.
 GATEWAY_FIELDS = frozenset({
-    "metadata", "tags", "user_config", "mock_response",
+    "metadata", "tags", "user_config", "mock_response", "cache",
     "api_key", "api_base", "base_url", "api_version", "guardrails",
 })
 
@@ -126,6 +126,19 @@ class Upload:
 
 
 @dataclass
+class CacheOutcome:
+    """What the response cache did for a call (`Call.cache`; None when it was not consulted)."""
+
+    # "hit" (answered from the cache), "miss" (went upstream), "partial" (embeddings: some inputs
+    # came from the cache, the rest went upstream).
+    result: str
+    key: str
+    # What the cache answered, priced by spend logging as what the call saved.
+    saved_usage: Usage | None = None
+    saved_cost: float | None = None
+
+
+@dataclass
 class Call:
     """One API call as it moves through the pipeline."""
 
@@ -169,6 +182,8 @@ class Call:
     # spend row and the log line; the guardrails plugin's own state for this call.
     guardrails: list = field(default_factory=list)
     guardrail_state: Any = None
+    # Set by the response cache plugin when it was consulted.
+    cache: CacheOutcome | None = None
 
 
 @dataclass

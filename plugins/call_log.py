@@ -49,6 +49,8 @@ def record(call, outcome, detailed: bool = False) -> dict:
         line["retries"], line["fallbacks"] = call.attempted_retries, call.attempted_fallbacks
     if outcome.stream_cut:
         line["stream_cut"] = True
+    if call.cache is not None:
+        line["cache"] = call.cache.result
     if call.tags:
         line["tags"] = redact_data(list(call.tags))
     if call.guardrails:

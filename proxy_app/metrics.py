@@ -51,6 +51,10 @@ class Metrics:
                                    ["model_group"], registry=r)
         self.spend = Counter("dheera_ai_spend_usd", "What calls cost in USD, as spend logging priced them",
                              ["model_group"], registry=r)
+        self.cache_requests = Counter("dheera_ai_cache_requests", "Calls the response cache looked up, by result "
+                                      "(hit, miss, partial: some embedding inputs)", ["result"], registry=r)
+        self.cache_saved = Counter("dheera_ai_cache_saved_usd", "What cache hits would have cost upstream, in USD",
+                                   ["model_group"], registry=r)
         self.spend_rows_dropped = Counter("dheera_ai_spend_rows_dropped", "Spend rows lost because the spool "
                                           "was full (the store unreachable for too long)", ["model_group"], registry=r)
 
@@ -76,6 +80,10 @@ class Metrics:
             self.tokens.labels(group, "completion").inc(outcome.usage.completion_tokens)
         if outcome.stream_cut:
             self.streams_cut.labels(group).inc()
+        if call.cache is not None:
+            self.cache_requests.labels(call.cache.result).inc()
+            if call.cache.saved_cost:
+                self.cache_saved.labels(group).inc(call.cache.saved_cost)
 
     @hookimpl(trylast=True)
     def dheera_ai_post_call_failure(self, call, outcome):

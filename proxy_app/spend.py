@@ -223,6 +223,15 @@ class SpendTracker:
                 cost = Cost(0.0, False, f"pricing failed: {type(exc).__name__}: {exc}")
             if cost.error:
                 problems.append(cost.error)
+        cache = call.cache
+        if cache is not None and cache.saved_usage is not None and call.deployment is not None:
+            # A cache hit cost nothing (no budget is charged); it saved what the upstream would have cost.
+            try:
+                cache.saved_cost = self.prices.cost(call.deployment, cache.saved_usage, call.body).amount
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"pricing the cache's saving failed: {type(exc).__name__}: {exc}")
+            if cache.result == "hit":
+                cost = Cost(0.0, cost.priced, cost.error)
         priced = cost.priced and not problems
         amount = cost.amount if priced or not problems else None
         call.cost = amount if priced else None
@@ -293,6 +302,8 @@ class SpendTracker:
             "metadata": metadata, "status": outcome.status,
             "error_type": type(error).__name__ if error is not None else None,
             "stream": call.stream, "stream_cut": outcome.stream_cut,
+            "cache_hit": call.cache is not None and call.cache.result == "hit",
+            "saved_cost": (call.cache.saved_cost or 0.0) if call.cache is not None else 0.0,
             "retries": call.attempted_retries, "fallbacks": call.attempted_fallbacks,
             "start_time": call.start_time, "end_time": end, "latency_ms": round(outcome.latency_seconds * 1000, 3),
             "response_id": usage.response_id if usage else None,

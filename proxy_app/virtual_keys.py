@@ -215,7 +215,7 @@ class VirtualKeyAuth:
             team_id=row["team_id"],
             models=effective_models(row["models"], team["models"] if team else None, self.groups,
                                     user["models"] if user else None),
-            metadata=dict(row["metadata"]), team_metadata=dict(team["metadata"]) if team else {},
+            metadata=_with_team_cache(row["metadata"], team), team_metadata=dict(team["metadata"]) if team else {},
             tags=tuple(row["tags"]) + tuple(team["tags"] if team else ()),
             user_role=user["user_role"] if user else None, limits=limits,
             scoped_limits={scope: {name: owner[name] for name in LIMITS if owner[name] is not None}
@@ -266,3 +266,11 @@ class VirtualKeyAuth:
         self._stop.set()
         if self.invalidation is not None:
             self.invalidation.close()
+
+
+def _with_team_cache(metadata: dict, team: dict | None) -> dict:
+    """The key's metadata; a team's `cache` setting (the response cache) holds where the key has none."""
+    metadata = dict(metadata)
+    if team and "cache" in (team["metadata"] or {}) and "cache" not in metadata:
+        metadata["cache"] = team["metadata"]["cache"]
+    return metadata

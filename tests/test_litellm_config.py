@@ -99,10 +99,11 @@ def test_unknown_keys_warn_with_a_did_you_mean():
 
 
 def test_litellm_features_we_lack_are_named_not_silently_ignored():
-    config = build_config({"litellm_settings": {"cache": True}, "finetune_settings": {}, "guardrails": []},
-                          PROVIDERS)
+    config = build_config({"litellm_settings": {"cache": True, "service_callback": ["x"]}, "finetune_settings": {},
+                           "guardrails": []}, PROVIDERS)
     unused = "a LiteLLM setting Dheera AI does not use"
-    assert any(w.startswith(f"litellm_settings.cache: {unused}") for w in config.warnings)
+    assert any(w.startswith(f"litellm_settings.service_callback: {unused}") for w in config.warnings)
+    assert not any(w.startswith("litellm_settings.cache") for w in config.warnings)  # read: the response cache
     assert any(w.startswith(f"finetune_settings: {unused}") for w in config.warnings)
     assert not any(w.startswith("guardrails") for w in config.warnings)  # read: see tests/test_guardrails.py
 

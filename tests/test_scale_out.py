@@ -4,8 +4,8 @@ nginx, sharing PostgreSQL and Redis.
 Every test goes through each instance directly and through nginx, and prints what it measured
 (`pytest -s tests/test_scale_out.py`): keys made anywhere work everywhere at once, a revocation
 reaches every worker within a second, rate limits and budgets are exact across the instances,
-each call leaves exactly one spend row, and a deployment one instance cooled down is avoided by
-the other.
+each call leaves exactly one spend row, a deployment one instance cooled down is avoided by
+the other, and an answer one instance cached is a hit on the other.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def stack(tmp_path_factory):
                        deployment(upstream, "broken", "broken"), deployment(upstream, "long-stream", "long"),
                        deployment(upstream, "pair", "pair-a"), deployment(upstream, "pair", "pair-b")],
         "router_settings": {"num_retries": 1, "retry_after": 0.001, "allowed_fails": 1, "cooldown_time": 60},
+        # The response cache on the shared Redis, for the requests that ask (the other tests count every call).
+        "dheera_ai_settings": {"cache": True, "cache_params": {"mode": "default_off"}},
         "general_settings": {"master_key": MASTER, "database_url": schema.url, "redis_url": url,
                              "redis_key_prefix": prefix, "spend_flush_seconds": 0.05}}))
     began = time.perf_counter()
@@ -286,3 +288,39 @@ def test_a_deployment_cooled_down_on_one_instance_is_avoided_by_the_other(stack)
     for instance in (stack.a, stack.b):
         cooldown_store = requests.get(instance.url + "/health/readiness", timeout=10).json()["cooldowns"]
         assert cooldown_store == {"backend": "redis", "shared_by": "every instance"}
+
+
+def test_an_answer_cached_on_one_instance_is_a_hit_on_the_other(stack):
+    key = admin(stack.a.url, "/key/generate", models=["gpt-4o-mini"])["key"]
+    ask = {"messages": [{"role": "user", "content": f"cache me {uuid.uuid4().hex}"}], "cache": {"use-cache": True}}
+    before = stack.upstream.count("/plain/")
+    answers = [chat(stack.a.url, key, **ask)]
+    began = time.perf_counter()
+    # Instance A writes the answer to Redis off the call's path; B sees it a moment later.
+    while time.perf_counter() - began < 3 and answers[-1].headers["x-dheera-ai-cache-hit"] != "true":
+        answers.append(chat(stack.b.url, key, **ask))
+    waited = time.perf_counter() - began
+    hits = [chat(url, key, **ask) for url in stack.entrances for _ in range(3)]
+    streamed = requests.post(stack.b.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                             json={"model": "gpt-4o-mini", "stream": True, **ask}, timeout=10)
+    answers += hits + [streamed]
+
+    assert answers[0].status_code == 200 and answers[0].headers["x-dheera-ai-cache-hit"] == "false"
+    assert [h.headers["x-dheera-ai-cache-hit"] for h in hits + [streamed]] == ["true"] * 10
+    text = answers[0].json()["choices"][0]["message"]["content"]
+    assert all(h.json()["choices"][0]["message"]["content"] == text for h in hits)
+    assert text in streamed.text and streamed.text.endswith("data: [DONE]\n\n")
+    misses = [a for a in answers if a.headers["x-dheera-ai-cache-hit"] == "false"]
+    assert stack.upstream.count("/plain/") - before == len(misses), "a hit never reaches the upstream"
+
+    def rows():
+        return stack.schema.query("SELECT cache_hit, cost, saved_cost FROM {schema}.spend_logs WHERE key_hash = %s",
+                                  hash_key(key))
+    assert wait_for(lambda: len(rows()), len(answers)) == len(answers), "one spend row per call, hits included"
+    found = rows()
+    assert sorted(bool(r[0]) for r in found) == sorted(a.headers["x-dheera-ai-cache-hit"] == "true"
+                                                        for a in answers)
+    assert all(r[1] == 0 and r[2] == pytest.approx(PLAIN_COST) for r in found if r[0])
+    assert all(r[1] == pytest.approx(PLAIN_COST) and r[2] == 0 for r in found if not r[0])
+    print(f"cached on A, a hit on B after {waited:.3f}s ({len(misses)} call(s) went upstream); 10 more hits on "
+          f"A, B and nginx, plain and streamed; {len(found)} spend rows, the hits at cost 0 with what they saved")

@@ -212,6 +212,13 @@ MIGRATIONS.append(
                                       "CREATE INDEX spend_logs_response_id ON spend_logs (response_id)"]),
 )
 
+MIGRATIONS.append(
+    (70, "spend logs: cache hits and what they saved", [
+        "ALTER TABLE spend_logs ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE spend_logs ADD COLUMN saved_cost DOUBLE PRECISION NOT NULL DEFAULT 0",
+    ]),
+)
+
 # Each change appends its own entry (numbers are reserved per change, with gaps); they are applied
 # in version order.
 MIGRATIONS.sort(key=lambda migration: migration[0])

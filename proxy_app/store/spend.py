@@ -18,8 +18,8 @@ SPEND_COLUMNS = ("row_id", "request_id", "call_type", "key_hash", "key_alias", "
                  "priced", "usage_estimated", "tags", "metadata", "status", "error_type", "stream",
                  "stream_cut", "retries", "fallbacks", "start_time", "end_time", "latency_ms", "client_call_id",
                  "guardrails", "record_error",
-                 "response_id")
-FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut")
+                 "response_id", "cache_hit", "saved_cost")
+FLAG_COLUMNS = ("priced", "usage_estimated", "stream", "stream_cut", "cache_hit")
 # What a spend row's owner columns are called as total scopes.
 TOTAL_SCOPES = (("key", "key_hash"), ("user", "user_id"), ("team", "team_id"))
 # /spend/report groupings -> the column (or tag join) they group by.
@@ -235,10 +235,11 @@ class SpendStore:
         with self._transaction() as cur:
             cur.execute(self._sql(
                 f"SELECT {day} AS day, {group} AS grp, COALESCE(SUM(l.cost), 0), COUNT(*), SUM(l.prompt_tokens), "
-                f"SUM(l.completion_tokens) FROM spend_logs l{join} WHERE {clause} "
-                f"GROUP BY {day}, {group} ORDER BY day, grp"), tuple(params))
+                f"SUM(l.completion_tokens), SUM(l.cache_hit), SUM(l.saved_cost) FROM spend_logs l{join} "
+                f"WHERE {clause} GROUP BY {day}, {group} ORDER BY day, grp"), tuple(params))
             return [{"day": int(d) * 86400, group_by: g, "spend": s, "calls": c, "prompt_tokens": p,
-                     "completion_tokens": o} for d, g, s, c, p, o in cur.fetchall()]
+                     "completion_tokens": o, "cache_hits": int(h or 0), "saved": v or 0.0}
+                    for d, g, s, c, p, o, h, v in cur.fetchall()]
 
     def _spend_where(self, filters, start, end) -> tuple[list, list]:
         where, params = [], []
@@ -267,6 +268,8 @@ def _encode_spend(column, value):
         return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
     if column in FLAG_COLUMNS:
         return 1 if value else 0
+    if column == "saved_cost":
+        return value or 0.0  # rows spooled before the response cache existed have none
     return value
 
 

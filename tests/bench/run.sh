@@ -7,6 +7,8 @@
 #   relay      the ceiling: a bare Flask + gevent + requests relay (relay.py), same gunicorn worker
 #   dheera     CHECKOUT/.venv/bin/dheera_ai --workers 1, called with a virtual key
 #   dheera+V   the same with variants/V.yaml appended to its config (a feature switched on)
+#   dheera+cache  always: the response cache on; its `chat cached c=64` row (a hit every call) goes
+#              against the relay's row for the same requests (goal: 2x, a hit never leaves the gateway)
 #   litellm    the anchor, only when --anchor names a venv with `litellm[proxy]` installed
 # Upstream: nginx serving fixed OpenAI answers (never the bottleneck: ~80k req/s here).
 # Prints a row per system and scenario (req/s, p50, p90, p99, max, errors, RSS), then the
@@ -66,7 +68,7 @@ CONF
 }
 config dheera_ai_params > "$work/dheera.yaml"
 config litellm_params > "$work/litellm.yaml"
-for v in $variants; do
+for v in cache $variants; do
   { cat "$work/dheera.yaml"; echo; sed "s|BENCH_UPSTREAM|http://127.0.0.1:$up|g" "$here/variants/$v.yaml"; } > "$work/dheera+$v.yaml"
 done
 
@@ -100,15 +102,17 @@ measure() {  # $1 system name; the system listens on $gw
       python3 -c 'import json,sys; print(json.load(sys.stdin).get("key",""))' 2>/dev/null)
     [ -n "$k" ] && key=$k;;
   esac
-  for sc in "chat 8" "chat 64" "stream 64"; do
-    set -- "$1" $sc
+  local scenarios="chat:8 chat:64 stream:64"
+  if [ "$1" = relay ] || grep -qs "cache: true" "$work/$1.yaml"; then scenarios="$scenarios cached:64"; fi
+  for sc in $scenarios; do
+    set -- "$1" ${sc%:*} ${sc#*:}
     out=$(BENCH_KEY=$key taskset -c 1 wrk -t1 -c"$3" -d"${secs}s" --latency -s "$here/fixtures/$2.lua" \
       "http://127.0.0.1:$gw/chat/completions" 2>&1)
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     pct() { echo "$out" | awk -v p="$1" '$1==p {print $2}'; }
     max=$(echo "$out" | awk '$1=="Latency" {print $4; exit}')
     err=$(echo "$out" | awk '/Non-2xx/ {print $5} /Socket errors/ {print "sock"}' | tr '\n' ' ')
-    printf '%s\t%s c=%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$(pct 50%)" "$(pct 90%)" "$(pct 99%)" \
+    printf '%s\t%s c=%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$([ "$2" = cached ] && echo "chat cached" || echo "$2")" "$3" "$rps" "$(pct 50%)" "$(pct 90%)" "$(pct 99%)" \
       "$max" "${err:-0}" "$(tree_rss "$pid")" >> "$results"
   done
 }
@@ -129,7 +133,7 @@ run_system() {
 }
 
 systems="relay dheera"
-for v in $variants; do systems="$systems dheera+$v"; done
+for v in cache $variants; do case " $systems " in *" dheera+$v "*) ;; *) systems="$systems dheera+$v";; esac; done
 [ -n "$anchor" ] && systems="$systems litellm"
 for _ in $(seq 1 "$rounds"); do for s in $systems; do echo "measuring $s ..."; run_system "$s"; done; done
 python3 "$here/summary.py" "$results"
