@@ -71,7 +71,8 @@ class Pipeline:
             reply.stream = self._recorded_stream(call, reply, reply.stream)
         else:
             call.usage = reply.usage
-            self.record_success(call, Outcome(reply.status, time.perf_counter() - call.started, reply.usage))
+            self.record_success(call, Outcome(reply.status, time.perf_counter() - call.started, reply.usage,
+                                              reply=reply))
         return reply
 
     def _attempts(self, call: Call, router, credentials) -> Reply:
@@ -128,6 +129,7 @@ class Pipeline:
         timeout = deployment.param("timeout")
         call.deadline = time.monotonic() + float(timeout) if timeout and not call.stream else None
         router.started(deployment)
+        self._call_each("dheera_ai_attempt_started", call=call, deployment=deployment)
         began = time.perf_counter()
         try:
             reply = self.hook.dheera_ai_dispatch(call=call, deployment=deployment,
@@ -141,19 +143,28 @@ class Pipeline:
                 call.upstream_seconds += time.perf_counter() - waiting
         except DheeraAIError as error:
             router.failed(deployment, error, count=shared, seconds=time.perf_counter() - began)
+            self._attempt_ended(call, deployment, error)
             raise
         except Exception:
             router.finished(deployment, None)
+            self._attempt_ended(call, deployment, InternalServerError(f"Internal error; call id {call.call_id}."))
             raise
         finally:
             call.deadline = None
         seconds = time.perf_counter() - began
         if reply.stream is None:
             router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+            self._attempt_ended(call, deployment, None)
         else:
-            reply.stream = _on_end(reply.stream, lambda: router.finished(
-                deployment, seconds, reply.usage.total_tokens if reply.usage else 0))
+            def ended(error=None):
+                router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+                self._attempt_ended(call, deployment, error)
+            reply.stream = _on_end(reply.stream, ended)
         return reply
+
+    def _attempt_ended(self, call: Call, deployment: Deployment, error) -> None:
+        call.upstream_headers = None
+        self._call_each("dheera_ai_attempt_ended", call=call, deployment=deployment, error=error)
 
     def _recorded_stream(self, call: Call, reply: Reply, upstream):
         """Relay the provider's stream; whatever ends it, close the upstream and record the call.
@@ -183,7 +194,8 @@ class Pipeline:
             if error is not None:
                 self.record_failure(call, error, stream_cut=True)
             else:
-                self.record_success(call, Outcome(reply.status, latency, call.usage, stream_cut=not finished))
+                self.record_success(call, Outcome(reply.status, latency, call.usage, stream_cut=not finished,
+                                                  reply=reply))
         if error is not None:
             yield reply.error_event(error) if reply.error_event else b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
 
@@ -253,11 +265,16 @@ def _chained(first, rest):
 
 
 def _on_end(stream, callback):
+    """Relay `stream`; when it ends, `callback(error)`: the `DheeraAIError` that broke it, or None."""
+    error = None
     try:
         yield from stream
+    except DheeraAIError as exc:
+        error = exc
+        raise
     finally:
         _close_quietly(stream)
-        callback()
+        callback(error)
 
 
 def _close_quietly(stream) -> None:

@@ -145,6 +145,11 @@ class Call:
     # The SSE chunks relayed to the client so far: a stream cut short without a usage chunk is
     # billed for what it delivered.
     delivered: list = field(default_factory=list)
+    # Headers every upstream request of the current attempt carries (a tracing plugin's
+    # `traceparent`), set by `dheera_ai_attempt_started`; None: none.
+    upstream_headers: dict | None = None
+    # What exporters keep about this call while it runs (its spans); None when none is on.
+    telemetry: Any = None
 
 
 @dataclass
@@ -177,3 +182,6 @@ class Outcome:
     error: Exception | None = None
     # The client went away before the stream ended.
     stream_cut: bool = False
+    # The answer (a `Reply`; for a stream, the chunks are in `Call.delivered`), for plugins that
+    # record what was said; None for a failure.
+    reply: Any = None

@@ -8,6 +8,7 @@ from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
+from plugins import observability
 from proxy_app import calls, errors, metrics, openapi
 from proxy_app.blueprints import (
     audio,
@@ -65,6 +66,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     engine.plugin_manager.register(state.spend, name="spend")
     state.spend.on_row_dropped = gateway_metrics.spend_row_dropped
     state.spend.start()
+    # Exporters too are built here, in the worker (their threads and connections are its own).
+    observability.start(engine.plugin_manager, engine.config, on_dropped=gateway_metrics.callback_dropped_one)
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes

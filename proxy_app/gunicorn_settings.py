@@ -53,6 +53,13 @@ def on_starting(server):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dheera-ai-metrics-")
 
 
+def worker_exit(server, worker):
+    """In the exiting worker (SIGTERM included): exporters send what they have queued."""
+    from plugins import observability
+
+    observability.shutdown()
+
+
 def child_exit(server, worker):
     """A dead worker's in-flight gauge must not count any more (its counters still do)."""
     from prometheus_client import multiprocess
