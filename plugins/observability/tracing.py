@@ -90,7 +90,10 @@ class Tracing:
         current = trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
             return cls(current.get_tracer(SCOPE), exporters.otel_capture_content({}), server_spans=False)
+        import atexit
+
         provider, content, _ = exporters.tracer_provider({"otel": {"success": True, "failure": True}}, Drops())
+        atexit.register(provider.shutdown)  # what is queued is sent when the application exits
         return cls(provider.get_tracer(SCOPE), content, provider=provider, server_spans=False)
 
     def shutdown(self, timeout: float = 10.0) -> None:

@@ -50,7 +50,9 @@ class OtlpReceiver:
         self.path = path
         self.spans: list[Span] = []
         self.requests: list[dict] = []  # headers of each export
-        self.hang = 0.0  # seconds each export waits before it is answered
+        self._released = threading.Event()  # cleared while exports hang (`hold`)
+        self._released.set()
+        self.held = 0  # exports that arrived while held
         self.status = 200
         self._lock = threading.Lock()
         receiver = self
@@ -64,8 +66,9 @@ class OtlpReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                if receiver.hang:
-                    time.sleep(receiver.hang)
+                if not receiver._released.is_set():
+                    receiver.held += 1
+                    receiver._released.wait(60)
                 if self.path != receiver.path or headers.get("content-type") != "application/x-protobuf":
                     return self._answer(404 if self.path != receiver.path else 415, b"")
                 request = ExportTraceServiceRequest()
@@ -88,6 +91,13 @@ class OtlpReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
+    def hold(self):
+        """From now on each export hangs, unanswered, until `release`."""
+        self._released.clear()
+
+    def release(self):
+        self._released.set()
+
     def wait_for(self, count: int, timeout: float = 10.0, **match) -> list[Span]:
         """The spans matching `match` (name=, kind=, ...), once there are `count` of them."""
         deadline = time.monotonic() + timeout
@@ -100,6 +110,7 @@ class OtlpReceiver:
             time.sleep(0.02)
 
     def close(self):
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
