@@ -3,8 +3,10 @@
 attempt, W3C trace context in and out, chained gateways in one trace, the collector never in a call's way."""
 
 import json
+import os
 
 import pytest
+import requests
 
 from tests.conftest import MASTER_KEY
 from tests.support.fake_upstream import chat_chunks
@@ -251,3 +253,35 @@ def test_no_callback_no_tracing(app, collector):
     engine = app.extensions["dheera_ai"]
     names = [name for name, _ in engine.plugin_manager.list_name_plugin()]
     assert not [n for n in names if n.startswith("callback-")]
+
+
+def test_the_real_gateway_exports_from_its_workers_and_flushes_on_sigterm(tmp_path, collector):
+    """gunicorn with two workers: each builds its exporter after fork (the master starts no
+    thread), and a SIGTERM sends what the batch processors still hold."""
+    import yaml
+
+    from tests.support.process import GatewayProcess
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model_list": [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
+        "dheera_ai_settings": {"callbacks": ["otel"]}}))
+    # Batches wait ten minutes: whatever arrives before that was sent by the shutdown.
+    gateway = GatewayProcess("--config", str(config), "--workers", "2",
+                             env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "600000"})
+    try:
+        gateway.wait_ready()
+        for _ in range(6):
+            answer = requests.post(gateway.url + "/v1/chat/completions", timeout=10,
+                                   json={"model": "demo", "messages": [{"role": "user", "content": "Hi"}]})
+            assert answer.status_code == 200
+        master = gateway.process.pid
+        assert len(gateway.workers()) == 2
+        assert os.listdir(f"/proc/{master}/task") == [str(master)]  # one thread: no exporter in the master
+        assert collector.spans == []
+        assert gateway.stop() == 0
+    finally:
+        gateway.close()
+    servers = collector.wait_for(6, kind="SERVER", timeout=1)
+    assert len(collector.wait_for(6, kind="CLIENT", timeout=1)) == 6
+    assert {s.name for s in servers} == {"chat demo"}
