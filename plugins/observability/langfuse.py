@@ -42,8 +42,8 @@ def exporter(settings: dict) -> "LangfuseExporter":
     secret = settings.get("secret_key") or os.environ.get("LANGFUSE_SECRET_KEY", "")
     host = (settings.get("host") or os.environ.get("LANGFUSE_HOST") or DEFAULT_HOST).rstrip("/")
     auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
-    inner = OTLPSpanExporter(endpoint=f"{host}/api/public/otel/v1/traces",
-                             headers={"Authorization": f"Basic {auth}", "x-langfuse-ingestion-version": INGESTION_VERSION},
+    headers = {"Authorization": f"Basic {auth}", "x-langfuse-ingestion-version": INGESTION_VERSION}
+    inner = OTLPSpanExporter(endpoint=f"{host}/api/public/otel/v1/traces", headers=headers,
                              timeout=settings.get("timeout") or 10)
     return LangfuseExporter(inner, bool(settings.get("capture_content", True)))
 
@@ -81,7 +81,8 @@ class LangfuseExporter(SpanExporter):
             usage["total"] = sum(usage.values())
             out["langfuse.observation.usage_details"] = orjson.dumps(usage).decode()
         if "dheera_ai.cost_usd" in attributes:
-            out["langfuse.observation.cost_details"] = orjson.dumps({"total": attributes["dheera_ai.cost_usd"]}).decode()
+            cost = {"total": attributes["dheera_ai.cost_usd"]}
+            out["langfuse.observation.cost_details"] = orjson.dumps(cost).decode()
         parameters = {k[len("gen_ai.request."):]: v for k, v in attributes.items()
                       if k.startswith("gen_ai.request.") and k != "gen_ai.request.model"}
         if parameters:

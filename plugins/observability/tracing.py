@@ -42,7 +42,8 @@ OPERATIONS = {"chat_completions": "chat", "anthropic_messages": "chat", "respons
 # gen_ai.provider.name: the convention's well-known values, by our provider prefix.
 PROVIDERS = {"azure": "azure.ai.openai", "gemini": "gcp.gemini", "mistral": "mistral_ai", "xai": "x_ai",
              "dheera_ai_proxy": "dheera_ai"}
-REQUEST_PARAMETERS = (("max_tokens", "gen_ai.request.max_tokens"), ("max_completion_tokens", "gen_ai.request.max_tokens"),
+REQUEST_PARAMETERS = (("max_tokens", "gen_ai.request.max_tokens"),
+                      ("max_completion_tokens", "gen_ai.request.max_tokens"),
                       ("max_output_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
                       ("top_p", "gen_ai.request.top_p"), ("top_k", "gen_ai.request.top_k"),
                       ("frequency_penalty", "gen_ai.request.frequency_penalty"),
