@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
+from plugins.observability import content
+
 log = logging.getLogger("dheera_ai.callbacks")
 
 DEFAULT_ENDPOINT = "http://localhost:4318"
 DEFAULT_SERVICE_NAME = "dheera-ai"
-# Attributes that carry what was said; a destination that does not capture content never sees them.
-CONTENT_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
 
 # While a call's spans end: "success" or "failure", read by each destination's processor.
 ending = contextvars.ContextVar("dheera_ai_ending", default="success")
@@ -57,14 +57,16 @@ class Destination(BatchSpanProcessor):
         super().on_end(span)
 
 
-class ContentFilter(SpanExporter):
-    """Passes spans on without the message content (the OTLP collector's default)."""
+class ContentExporter(SpanExporter):
+    """Passes spans on with their content in the convention's form, or without it (`capture`
+    False: the OTLP collector's default)."""
 
-    def __init__(self, inner: SpanExporter):
+    def __init__(self, inner: SpanExporter, capture: bool):
         self.inner = inner
+        self.capture = capture
 
     def export(self, spans):
-        return self.inner.export([without(span, CONTENT_ATTRIBUTES) for span in spans])
+        return self.inner.export([with_content(span, self.capture) for span in spans])
 
     def shutdown(self):
         self.inner.shutdown()
@@ -73,11 +75,10 @@ class ContentFilter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-def without(span: ReadableSpan, names) -> ReadableSpan:
+def with_content(span: ReadableSpan, capture: bool) -> ReadableSpan:
     attributes = span.attributes or {}
-    if not any(name in attributes for name in names):
-        return span
-    return copy(span, attributes={k: v for k, v in attributes.items() if k not in names})
+    finished = content.finished(attributes, capture)
+    return span if finished is attributes else copy(span, attributes=finished)
 
 
 def copy(span: ReadableSpan, *, attributes=None, name=None, context=None, parent=None) -> ReadableSpan:
@@ -136,9 +137,9 @@ def parse_headers(headers) -> dict:
     return out
 
 
-def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, bool, bool]:
+def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, bool]:
     """A provider whose spans go to each configured destination; and whether content is recorded
-    at all (some destination takes it) and for the collector."""
+    at all (some destination takes it)."""
     from plugins.observability import langfuse
 
     service = (callbacks.get("otel") or {}).get("service_name") or os.environ.get("OTEL_SERVICE_NAME") \
@@ -150,8 +151,7 @@ def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, bool, bool]
         settings = callbacks["otel"]
         otel_content = otel_capture_content(settings)
         exporter = otlp_exporter(settings)
-        provider.add_span_processor(Destination("otel", exporter if otel_content else ContentFilter(exporter),
-                                                settings, drops))
+        provider.add_span_processor(Destination("otel", ContentExporter(exporter, otel_content), settings, drops))
     if "langfuse" in callbacks:
         settings = callbacks["langfuse"]
         langfuse_content = bool(settings.get("capture_content", True))
@@ -159,4 +159,4 @@ def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, bool, bool]
     # The SDK's own warnings are one line per dropped span and per failed batch: our `Drops` says it
     # once a minute, and a destination's failure is its exporter's one line per batch.
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
-    return provider, otel_content or langfuse_content, otel_content
+    return provider, otel_content or langfuse_content

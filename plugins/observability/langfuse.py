@@ -22,7 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from plugins.observability.exporters import CONTENT_ATTRIBUTES, copy
+from plugins.observability import content
+from plugins.observability.exporters import copy
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 INGESTION_VERSION = "4"
@@ -63,9 +64,9 @@ class LangfuseExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
     def mapped(self, span: ReadableSpan) -> ReadableSpan:
-        attributes = dict(span.attributes or {})
+        attributes = content.finished(dict(span.attributes or {}), self.capture_content)
         generation = span.kind == SpanKind.SERVER or attributes.get("dheera_ai.sdk") is True
-        out = {k: v for k, v in attributes.items() if k not in CONTENT_ATTRIBUTES}
+        out = {k: v for k, v in attributes.items() if k not in (content.INPUT, content.OUTPUT)}
         if not generation:
             out["langfuse.observation.type"] = "span"
             return copy(span, attributes=out)
@@ -87,10 +88,9 @@ class LangfuseExporter(SpanExporter):
                       if k.startswith("gen_ai.request.") and k != "gen_ai.request.model"}
         if parameters:
             out["langfuse.observation.model.parameters"] = orjson.dumps(parameters, default=list).decode()
-        if self.capture_content:
-            for key, field in (("gen_ai.input.messages", "input"), ("gen_ai.output.messages", "output")):
-                if key in attributes:
-                    out[f"langfuse.observation.{field}"] = attributes[key]
+        for key, field in ((content.INPUT, "input"), (content.OUTPUT, "output")):
+            if key in attributes:
+                out[f"langfuse.observation.{field}"] = attributes[key]
         if span.status.status_code == StatusCode.ERROR:
             out["langfuse.observation.level"] = "ERROR"
             out["langfuse.observation.status_message"] = span.status.description or attributes.get("error.type", "")

@@ -31,7 +31,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from dheera_ai import hookimpl
 from dheera_ai.redact import redact, redact_data
-from plugins.observability import exporters
+from plugins.observability import content, exporters
+from plugins.observability.content import sse_documents
 
 SCOPE = "dheera_ai"
 PROPAGATOR = TraceContextTextMapPropagator()
@@ -48,7 +49,6 @@ REQUEST_PARAMETERS = (("max_tokens", "gen_ai.request.max_tokens"),
                       ("top_p", "gen_ai.request.top_p"), ("top_k", "gen_ai.request.top_k"),
                       ("frequency_penalty", "gen_ai.request.frequency_penalty"),
                       ("presence_penalty", "gen_ai.request.presence_penalty"), ("seed", "gen_ai.request.seed"))
-CONTENT_LIMIT = 64 * 1024  # characters of content kept per attribute
 
 
 def trace_id_for(value: str) -> int:
@@ -78,8 +78,8 @@ class Tracing:
 
     @classmethod
     def for_gateway(cls, callbacks: dict, drops) -> "Tracing":
-        provider, content, _ = exporters.tracer_provider(callbacks, drops)
-        return cls(provider.get_tracer(SCOPE), content, provider=provider)
+        provider, captured = exporters.tracer_provider(callbacks, drops)
+        return cls(provider.get_tracer(SCOPE), captured, provider=provider)
 
     @classmethod
     def for_sdk(cls) -> "Tracing":
@@ -93,9 +93,9 @@ class Tracing:
             return cls(current.get_tracer(SCOPE), exporters.otel_capture_content({}), server_spans=False)
         import atexit
 
-        provider, content, _ = exporters.tracer_provider({"otel": {"success": True, "failure": True}}, Drops())
+        provider, captured = exporters.tracer_provider({"otel": {"success": True, "failure": True}}, Drops())
         atexit.register(provider.shutdown)  # what is queued is sent when the application exits
-        return cls(provider.get_tracer(SCOPE), content, provider=provider, server_spans=False)
+        return cls(provider.get_tracer(SCOPE), captured, provider=provider, server_spans=False)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         if self.provider is not None:
@@ -177,26 +177,28 @@ class Tracing:
         now = time.time_ns()
         error = outcome.error
         answered = response_attributes(call, outcome)
+        described = {**call_attributes(call, outcome), **answered}
         if self.capture_content:
-            answered.update(content_attributes(call, outcome))
+            said = content.raw(call, outcome)
+            # Ours: raw here, and the exporters' thread writes the convention's form. The
+            # application's exporters know nothing of that: finished now (the SDK's path).
+            described.update(said if self.provider is not None else content.finished(said, True))
         token = exporters.ending.set("failure" if error is not None else "success")
         try:
             last = len(spans.attempts) - 1
             for index, (span, ended, failure) in enumerate(spans.attempts):
                 if index == last and failure is None:
-                    if not self.server_spans:  # the SDK's span is the call's only one
-                        described = call_attributes(call, outcome)
+                    if self.server_spans:
+                        span.set_attributes(answered)
+                    else:  # the SDK's span is the call's only one; its model is the upstream's
                         described.pop("gen_ai.request.model")
                         span.set_attributes(described)
-                    span.set_attributes(answered)
                     failure = error
                 _finish(span, failure, ended or now)
             if spans.server is not None:
-                server = spans.server
-                server.set_attributes(call_attributes(call, outcome))
-                server.set_attributes(answered)
-                server.set_attribute("http.response.status_code", outcome.status)
-                _finish(server, error, now)
+                described["http.response.status_code"] = outcome.status
+                spans.server.set_attributes(described)
+                _finish(spans.server, error, now)
         finally:
             exporters.ending.reset(token)
         call.telemetry = None
@@ -310,105 +312,6 @@ def answer_documents(call, outcome) -> list[dict]:
         return []
     chunks = call.delivered
     return [d for d in sse_documents(chunks[:1] + chunks[-3:] if len(chunks) > 4 else chunks)]
-
-
-def sse_documents(chunks):
-    for chunk in chunks:
-        for line in chunk.split(b"\n"):
-            if line.startswith(b"data:"):
-                data = line[5:].strip()
-                if data and data != b"[DONE]":
-                    try:
-                        parsed = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if isinstance(parsed, dict):
-                        yield parsed.get("response", parsed) if parsed.get("type", "").startswith("response.") \
-                            and isinstance(parsed.get("response"), dict) else parsed
-
-
-def content_attributes(call, outcome) -> dict:
-    """`gen_ai.input.messages` / `gen_ai.output.messages` as the convention's JSON (role, parts)."""
-    out = {}
-    body = call.body
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        inputs = [_message(m) for m in messages if isinstance(m, dict)]
-    elif body.get("input") is not None or body.get("prompt") is not None:
-        value = body.get("input", body.get("prompt"))
-        inputs = [{"role": "user", "parts": [_text_part(value)]}]
-    else:
-        inputs = []
-    if inputs:
-        out["gen_ai.input.messages"] = _json(inputs)
-    outputs = output_messages(call, outcome)
-    if outputs:
-        out["gen_ai.output.messages"] = _json(outputs)
-    return out
-
-
-def output_messages(call, outcome) -> list:
-    reply = outcome.reply
-    if reply is None:
-        return []
-    if reply.stream is None:
-        documents = answer_documents(call, outcome)
-        out = []
-        for document in documents:
-            for choice in document.get("choices") or ():
-                if not isinstance(choice, dict):
-                    continue
-                message = choice.get("message") or {}
-                text = message.get("content") if isinstance(message, dict) else None
-                if text is None:
-                    text = choice.get("text")
-                item = _message({"role": "assistant", **(message if isinstance(message, dict) else {}),
-                                 "content": text})
-                item["finish_reason"] = choice.get("finish_reason")
-                out.append(item)
-            if document.get("type") == "message" and isinstance(document.get("content"), list):
-                out.append(_message({"role": "assistant", "content": document["content"]}))
-        return out
-    text, reason = [], None
-    for document in sse_documents(call.delivered):
-        for choice in document.get("choices") or ():
-            if isinstance(choice, dict):
-                delta = choice.get("delta") or {}
-                piece = delta.get("content") if isinstance(delta, dict) else None
-                piece = piece if piece is not None else choice.get("text")
-                if isinstance(piece, str):
-                    text.append(piece)
-                reason = choice.get("finish_reason") or reason
-    if not text:
-        return []
-    return [{"role": "assistant", "parts": [{"type": "text", "content": "".join(text)}], "finish_reason": reason}]
-
-
-def _message(message: dict) -> dict:
-    content = message.get("content")
-    if isinstance(content, list):
-        parts = [_text_part(p.get("text")) if isinstance(p, dict) and p.get("type") in ("text", "input_text",
-                                                                                        "output_text")
-                 else {"type": str(p.get("type", "unknown")) if isinstance(p, dict) else "unknown"} for p in content]
-    elif content is None:
-        parts = []
-    else:
-        parts = [_text_part(content)]
-    for tool_call in message.get("tool_calls") or ():
-        if isinstance(tool_call, dict):
-            function = tool_call.get("function") or {}
-            parts.append({"type": "tool_call", "id": tool_call.get("id"), "name": function.get("name"),
-                          "arguments": function.get("arguments")})
-    return {"role": str(message.get("role", "user")), "parts": parts}
-
-
-def _text_part(value) -> dict:
-    return {"type": "text", "content": value if isinstance(value, str) else orjson.dumps(value).decode()}
-
-
-def _json(value) -> str:
-    text = orjson.dumps(redact_data(value)).decode()
-    return text if len(text) <= CONTENT_LIMIT else text[:CONTENT_LIMIT]
 
 
 def attribute_value(value):
