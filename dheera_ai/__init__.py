@@ -30,6 +30,7 @@ api_base: str | None = None  # a gateway's address, for dheera_ai_proxy/ models
 api_key: str | None = None  # that gateway's key
 use_dheera_ai_proxy: bool = False  # send every call, model string unchanged, to that gateway
 drop_params: bool = False  # leave out parameters a provider is known to reject
+callbacks: list = []  # ["otel"]: each call is a CLIENT span in the application's trace
 
 _SDK_FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
                   "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses")

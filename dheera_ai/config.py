@@ -433,6 +433,88 @@ class ConfigSchema(Schema):
         return data
 
 
+# --- Callbacks: where call records and traces go (plugins/observability) -------------------------
+
+CALLBACKS = ("otel", "langfuse", "webhook")
+# LiteLLM's names for the same destinations.
+CALLBACK_ALIASES = {"opentelemetry": "otel", "langfuse_otel": "langfuse"}
+# LiteLLM callbacks the gateway has built in: accepted, and the log says where to look.
+CALLBACKS_BUILT_IN = {"prometheus": "GET /metrics"}
+
+
+class OtelSettingsSchema(Schema):
+    """`callback_settings.otel`; unset values come from the standard OTEL_* environment."""
+
+    endpoint = fields.String(allow_none=True)  # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    headers = fields.Raw(allow_none=True)  # a mapping, or "k=v,k2=v2" as OTEL_EXPORTER_OTLP_HEADERS
+    service_name = fields.String(allow_none=True)  # OTEL_SERVICE_NAME, else dheera-ai
+    capture_content = fields.Boolean(allow_none=True)  # else OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+    message_logging = fields.Boolean(allow_none=True)  # LiteLLM's name for capture_content
+    timeout = fields.Float(allow_none=True, validate=_positive)  # seconds per export
+
+
+class LangfuseSettingsSchema(Schema):
+    public_key = fields.String(allow_none=True)  # LANGFUSE_PUBLIC_KEY
+    secret_key = fields.String(allow_none=True)  # LANGFUSE_SECRET_KEY
+    host = fields.String(allow_none=True)  # LANGFUSE_HOST, else https://cloud.langfuse.com
+    capture_content = fields.Boolean(load_default=True)
+    timeout = fields.Float(allow_none=True, validate=_positive)
+
+
+class WebhookSettingsSchema(Schema):
+    url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    batch_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))
+    flush_interval = fields.Float(load_default=1.0, validate=_positive)  # seconds
+    timeout = fields.Float(load_default=5.0, validate=_positive)  # seconds per POST
+    max_queue_size = fields.Integer(load_default=10_000, validate=validate.Range(min=1))
+
+
+CALLBACK_SCHEMAS = {"otel": OtelSettingsSchema, "langfuse": LangfuseSettingsSchema, "webhook": WebhookSettingsSchema}
+
+
+def load_callbacks(settings: dict, callback_settings) -> dict:
+    """`{name: {"success": bool, "failure": bool, **settings}}` for each destination the config
+    turns on: `callbacks` (both directions), `success_callback`, `failure_callback` (LiteLLM's
+    names), with `callback_settings.<name>`. Raises ValidationError naming the key."""
+    directions: dict = {}
+    for key, wanted in (("callbacks", ("success", "failure")), ("success_callback", ("success",)),
+                        ("failure_callback", ("failure",))):
+        names = settings.get(key)
+        if names is None:
+            continue
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValidationError({key: ["must be a list of callback names"]})
+        for name in names:
+            name = CALLBACK_ALIASES.get(name, name)
+            if name in CALLBACKS_BUILT_IN:
+                log.info("callback %r is built in: %s", name, CALLBACKS_BUILT_IN[name])
+                continue
+            if name not in CALLBACKS:
+                raise ValidationError({key: [f"unknown callback '{name}'; known: {', '.join(CALLBACKS)}"]})
+            for direction in wanted:
+                directions.setdefault(name, {"success": False, "failure": False})[direction] = True
+    if callback_settings is not None and not isinstance(callback_settings, dict):
+        raise ValidationError({"callback_settings": ["must be a mapping of callback name to its settings"]})
+    given = callback_settings or {}
+    callbacks = {}
+    for name, on in directions.items():
+        try:
+            values = CALLBACK_SCHEMAS[name]().load(given.get(name) or {})
+        except ValidationError as e:
+            raise ValidationError({"callback_settings": {name: e.messages}}) from None
+        callbacks[name] = {**on, **values}
+    langfuse = callbacks.get("langfuse")
+    if langfuse is not None:
+        for key, variable in (("public_key", "LANGFUSE_PUBLIC_KEY"), ("secret_key", "LANGFUSE_SECRET_KEY")):
+            if not (langfuse.get(key) or os.environ.get(variable)):
+                raise ValidationError({"callback_settings": {"langfuse": {key: [
+                    f"required for the langfuse callback (or set {variable})"]}}})
+    return callbacks
+
+
 @dataclass(frozen=True)
 class Config:
     """The validated config; what every part of the gateway reads its settings from."""
@@ -447,6 +529,8 @@ class Config:
     guardrails: tuple = ()
     # What start-up should tell the user: keys nobody reads, unset variables in them, a short key.
     warnings: tuple = ()
+    # Destinations of traces and call records (load_callbacks); empty: none, and no cost.
+    callbacks: dict = field(default_factory=dict)
 
     @property
     def master_key(self) -> str | None:
@@ -541,9 +625,16 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
         router_settings = load_router_settings(router_raw, {d.model_name for d in deployments})
     except ValidationError as e:
         raise ConfigError(flatten_errors(e.messages, ("router_settings",)), source) from None
+    try:
+        callbacks = load_callbacks(settings, data.get("callback_settings"))
+    except ValidationError as e:
+        section = "callback_settings" if "callback_settings" in e.messages else "dheera_ai_settings"
+        messages = e.messages.get("callback_settings", e.messages) if section == "callback_settings" else e.messages
+        raise ConfigError(flatten_errors(messages, (section,)), source) from None
     return Config(deployments=deployments, general_settings=data["general_settings"],
                   router_settings=router_settings, dheera_ai_settings=settings,
-                  plugins=data["plugins"], source=source, warnings=tuple(warnings))
+                  plugins=data["plugins"], source=source, warnings=tuple(warnings),
+                  callbacks=callbacks)
 
 
 def _declared_keys() -> dict:

@@ -16,10 +16,11 @@ import difflib
 # (config.py's schemas are consulted too, so a declared field needs no line here).
 READ: dict[str, tuple[str, ...]] = {
     "": ("model_list", "router_settings", "dheera_ai_settings", "litellm_settings", "general_settings",
-         "environment_variables", "plugins", "guardrails"),
+         "environment_variables", "plugins", "guardrails", "callback_settings"),
     "general_settings": ("spend_spool_max_mb", "spend_flush_seconds", "local_state_dir",
                          "require_auth_for_metrics_endpoint"),
-    "litellm_settings": ("drop_params", "require_auth_for_metrics_endpoint", "cache", "cache_params"),
+    "litellm_settings": ("drop_params", "require_auth_for_metrics_endpoint", "cache", "cache_params",
+                         "callbacks", "success_callback", "failure_callback"),
     "router_settings": (),
 }
 READ["dheera_ai_settings"] = READ["litellm_settings"]
@@ -30,7 +31,6 @@ LITELLM_UNUSED: dict[str, dict[str, str]] = {
         "finetune_settings": "Dheera AI has no /fine_tuning endpoints",
         "files_settings": "Dheera AI has no /files endpoints",
         "credential_list": "give credentials in each deployment's params",
-        "callback_settings": "",
         "cache": "no cache is on: Dheera AI has no response cache configured from this section",
         "cache_params": "",
     },
@@ -54,7 +54,7 @@ LITELLM_UNUSED: dict[str, dict[str, str]] = {
         "telemetry": "Dheera AI sends no telemetry",
         "set_verbose": "use `dheera_ai --detailed_debug`", "json_logs": "",
         "default_team_settings": "per-team callbacks are not supported",
-        "success_callback": "", "failure_callback": "", "callbacks": "", "service_callback": "",
+        "service_callback": "",
         "max_budget": "", "budget_duration": "", "max_end_user_budget": "",
         "turn_off_message_logging": "", "redact_user_api_key_info": "",
         "modify_params": "", "ssl_verify": "", "default_internal_user_params": "",

@@ -93,6 +93,26 @@ def dheera_ai_check_reply(call, reply):
 
 
 @hookspec
+def dheera_ai_attempt_started(call, deployment):
+    """One attempt at `deployment` is about to be dispatched: the first, each retry, and each
+    fallback group's attempts (a call that is refused before routing has none).
+
+    May set `call.upstream_headers` (headers every upstream request of this attempt carries,
+    e.g. a tracing plugin's `traceparent`). Every implementation runs. Must not raise: an
+    exception is logged and the next implementation still runs. Returns nothing.
+    """
+
+
+@hookspec
+def dheera_ai_attempt_ended(call, deployment, error):
+    """The attempt that `dheera_ai_attempt_started` announced is over: a plain answer has arrived,
+    a stream has ended (or the client left it), or it failed with `error` (a `DheeraAIError`;
+    None for an answer). Called exactly once per started attempt, before the next one starts
+    and before the post-call hooks. Every implementation runs. Must not raise.
+    """
+
+
+@hookspec
 def dheera_ai_post_call_success(call, outcome):
     """Record a call that answered (for a stream: once it has ended or the client left).
 

@@ -160,6 +160,9 @@ def post(url: str, *, json_body=None, data=None, files=None, headers=None, param
 def request(method: str, url: str, *, json_body=None, data=None, files=None, headers=None, params=None,
             timeout: float | None = None, stream: bool = False, provider: str = "", call=None):
     headers = dict(headers or {})
+    traced = getattr(call, "upstream_headers", None)
+    if traced:  # the attempt's trace context (dheera_ai_attempt_started), on every request it makes
+        headers.update(traced)
     if json_body is not None:
         data = orjson.dumps(json_body)
         headers.setdefault("Content-Type", "application/json")

@@ -77,7 +77,8 @@ class Pipeline:
             reply.stream = self._recorded_stream(call, reply, reply.stream)
         else:
             call.usage = reply.usage
-            self.record_success(call, Outcome(reply.status, time.perf_counter() - call.started, reply.usage))
+            self.record_success(call, Outcome(reply.status, time.perf_counter() - call.started, reply.usage,
+                                              reply=reply))
         return reply
 
     def _attempts(self, call: Call, router, credentials) -> Reply:
@@ -147,6 +148,7 @@ class Pipeline:
         timeout = deployment.param("timeout")
         call.deadline = time.monotonic() + float(timeout) if timeout and not call.stream else None
         router.started(deployment)
+        self._call_each("dheera_ai_attempt_started", call=call, deployment=deployment)
         began = time.perf_counter()
         try:
             reply = self.hook.dheera_ai_dispatch(call=call, deployment=deployment,
@@ -160,19 +162,28 @@ class Pipeline:
                 call.upstream_seconds += time.perf_counter() - waiting
         except DheeraAIError as error:
             router.failed(deployment, error, count=shared, seconds=time.perf_counter() - began)
+            self._attempt_ended(call, deployment, error)
             raise
         except Exception:
             router.finished(deployment, None)
+            self._attempt_ended(call, deployment, InternalServerError(f"Internal error; call id {call.call_id}."))
             raise
         finally:
             call.deadline = None
         seconds = time.perf_counter() - began
         if reply.stream is None:
             router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+            self._attempt_ended(call, deployment, None)
         else:
-            reply.stream = _on_end(reply.stream, lambda: router.finished(
-                deployment, seconds, reply.usage.total_tokens if reply.usage else 0))
+            def ended(error=None):
+                router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+                self._attempt_ended(call, deployment, error)
+            reply.stream = _on_end(reply.stream, ended)
         return reply
+
+    def _attempt_ended(self, call: Call, deployment: Deployment, error) -> None:
+        call.upstream_headers = None
+        self._call_each("dheera_ai_attempt_ended", call=call, deployment=deployment, error=error)
 
     def _recorded_stream(self, call: Call, reply: Reply, upstream):
         """Relay the provider's stream; whatever ends it, close the upstream and record the call.
@@ -202,7 +213,8 @@ class Pipeline:
             if error is not None:
                 self.record_failure(call, error, stream_cut=True)
             else:
-                self.record_success(call, Outcome(reply.status, latency, call.usage, stream_cut=not finished))
+                self.record_success(call, Outcome(reply.status, latency, call.usage, stream_cut=not finished,
+                                                  reply=reply))
         if error is not None:
             yield reply.error_event(error) if reply.error_event else b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
 
@@ -276,15 +288,16 @@ def _on_end(stream, callback):
 
 
 class _Relay:
-    """`first` (when given), then the rest of `stream`; `on_end` runs once when it is exhausted
-    or closed. Unlike a generator, closing it before it was ever read still closes `stream` (a
+    """`first` (when given), then the rest of `stream`; `on_end(error)` runs once when it is
+    exhausted or closed (`error`: the `DheeraAIError` that broke it, or None). Unlike a generator, closing it before it was ever read still closes `stream` (a
     plugin that refuses a stream before its first byte closes the upstream connection)."""
 
-    __slots__ = ("_stream", "_first", "_on_end", "_closed")
+    __slots__ = ("_stream", "_first", "_on_end", "_closed", "_error")
     _NOTHING = object()
 
     def __init__(self, stream, first=_NOTHING, on_end=None):
         self._stream, self._first, self._on_end, self._closed = iter(stream), first, on_end, False
+        self._error = None
 
     def __iter__(self):
         return self
@@ -296,7 +309,9 @@ class _Relay:
             return first
         try:
             return next(self._stream)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, DheeraAIError):
+                self._error = exc
             self.close()
             raise
 
@@ -305,7 +320,7 @@ class _Relay:
             self._closed = True
             _close_quietly(self._stream)
             if self._on_end is not None:
-                self._on_end()
+                self._on_end(self._error)
 
 
 def _close_quietly(stream) -> None:

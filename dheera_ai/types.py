@@ -184,6 +184,11 @@ class Call:
     guardrail_state: Any = None
     # Set by the response cache plugin when it was consulted.
     cache: CacheOutcome | None = None
+    # Headers every upstream request of the current attempt carries (a tracing plugin's
+    # `traceparent`), set by `dheera_ai_attempt_started`; None: none.
+    upstream_headers: dict | None = None
+    # What exporters keep about this call while it runs (its spans); None when none is on.
+    telemetry: Any = None
 
 
 @dataclass
@@ -216,3 +221,6 @@ class Outcome:
     error: Exception | None = None
     # The client went away before the stream ended.
     stream_cut: bool = False
+    # The answer (a `Reply`; for a stream, the chunks are in `Call.delivered`), for plugins that
+    # record what was said; None for a failure.
+    reply: Any = None

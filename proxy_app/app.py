@@ -9,6 +9,7 @@ from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
+from plugins import observability
 from proxy_app import body_deadline, calls, errors, metrics, openapi
 from proxy_app.blueprints import (
     audio,
@@ -81,6 +82,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state.models = LiveModels(engine, state.store)
     state.models.on_change = lambda deployments: models_changed(state, deployments)
     state.models.start()
+    # Exporters too are built here, in the worker (their threads and connections are its own).
+    observability.start(engine.plugin_manager, engine.config, on_dropped=gateway_metrics.callback_dropped_one)
 
     app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes

@@ -65,6 +65,13 @@ def on_exit(server):
         shutil.rmtree(_made_directory, ignore_errors=True)
 
 
+def worker_exit(server, worker):
+    """In the exiting worker (SIGTERM included): exporters send what they have queued."""
+    from plugins import observability
+
+    observability.shutdown()
+
+
 def child_exit(server, worker):
     """A dead worker's in-flight gauge must not count any more (its counters still do)."""
     from prometheus_client import multiprocess

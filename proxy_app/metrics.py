@@ -57,6 +57,9 @@ class Metrics:
                                    ["model_group"], registry=r)
         self.spend_rows_dropped = Counter("dheera_ai_spend_rows_dropped", "Spend rows lost because the spool "
                                           "was full (the store unreachable for too long)", ["model_group"], registry=r)
+        self.callback_dropped = Counter("dheera_ai_callback_dropped", "Spans and call records an exporter "
+                                        "dropped because its queue was full (its destination slow or down)",
+                                        ["callback"], registry=r)
 
     @hookimpl(wrapper=True)
     def dheera_ai_pre_call(self, call):
@@ -112,6 +115,10 @@ class Metrics:
     def spend_row_dropped(self, call) -> None:
         """Spend logging's report of a row the full spool refused."""
         self.spend_rows_dropped.labels(self._labels(call)[0]).inc()
+
+    def callback_dropped_one(self, callback: str, count: int = 1) -> None:
+        """An exporter's report of what its full queue refused."""
+        self.callback_dropped.labels(callback).inc(count)
 
     def exposition(self, engine, spool) -> bytes:
         if multiprocess():

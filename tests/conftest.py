@@ -4,6 +4,7 @@ import logging
 import pytest
 
 import plugins
+from plugins import observability
 from proxy_app import create_app
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import LiveServer
@@ -50,6 +51,7 @@ def make_app():
     yield make
     for app in built:
         app.extensions["dheera_ai_state"].close()
+    observability.shutdown()  # exporters the gateways started send what they hold, and stop
 
 
 @pytest.fixture

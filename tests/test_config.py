@@ -21,6 +21,9 @@ def problems_of(raw):
 
 def test_a_litellm_config_loads_unchanged(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    # A LiteLLM user with the langfuse callback has its keys in the environment.
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-1")
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-1")
     path = tmp_path / "config.yaml"
     path.write_text("""
 model_list:
@@ -50,6 +53,7 @@ general_settings:
     assert second.params["api_version"] == "2024-02-01"
     assert config.dheera_ai_settings["drop_params"] is True
     assert config.master_key == "sk-1234-abcd"
+    assert config.callbacks == {"langfuse": {"success": True, "failure": False, "capture_content": True}}
 
 
 def test_an_unknown_provider_is_named_with_its_path():

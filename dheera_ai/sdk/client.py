@@ -52,6 +52,25 @@ def engine():
     return _engine
 
 
+_tracing = None  # the tracing plugin, while `dheera_ai.callbacks` names otel
+
+
+def _follow_callbacks(sdk_engine) -> None:
+    """Register or unregister the tracing plugin as `dheera_ai.callbacks` says, at each call."""
+    global _tracing
+    wanted = any(name in ("otel", "opentelemetry") for name in dheera_ai.callbacks or ())
+    with _lock:
+        registered = _tracing is not None and sdk_engine.plugin_manager.is_registered(_tracing)
+        if wanted and not registered:
+            if _tracing is None:
+                from plugins.observability.tracing import Tracing
+
+                _tracing = Tracing.for_sdk()
+            sdk_engine.plugin_manager.register(_tracing, name="callback-otel")
+        elif registered and not wanted:
+            sdk_engine.plugin_manager.unregister(_tracing)
+
+
 def prices():
     global _prices
     if _prices is None:
@@ -140,6 +159,8 @@ def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=N
     call = Call(call_id=ids.call_id(), call_type=call_type, model=model, body=body,
                 stream=bool(body.get("stream")) and chunk is not None, principal=_PRINCIPAL,
                 gateway_params={k: v for k, v in gateway_params.items() if v is not None})
+    if dheera_ai.callbacks or _tracing is not None:
+        _follow_callbacks(engine())
     with uploads(files) as call.files:
         try:
             reply = engine().pipeline.run_on(call, deployment)

@@ -50,6 +50,8 @@ http {
     location = /v1/chat/completions { default_type application/json; alias $work/chat.json; }
     location = /stream/v1/chat/completions { default_type text/event-stream; alias $work/stream.sse; }
     location = /v1/embeddings { default_type application/json; alias $work/emb.json; }
+    # A trace receiver that answers at once (variants/otel.yaml exports here).
+    location /otlp/ { return 200; }
   }
 }
 CONF

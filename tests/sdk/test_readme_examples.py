@@ -116,7 +116,64 @@ def test_the_sdk_example_calls_each_provider_it_names(upstream, monkeypatch):
     assert paths == ["/v1/chat/completions", "/v1/messages", "/openai/responses"], paths
 
 
+def test_the_langfuse_example_names_the_generation_and_groups_the_trace(live_app, tmp_path, monkeypatch):
+    from plugins.observability.tracing import trace_id_for
+    from tests.support.otlp import OtlpReceiver
+
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    langfuse = OtlpReceiver(path="/api/public/otel/v1/traces")
+    try:
+        gateway = live_app({
+            "model_list": [{"model_name": "gpt-4o", "dheera_ai_params": {"model": "mock/gpt-4o"}}],
+            "litellm_settings": {"callbacks": ["langfuse"]},
+            "callback_settings": {"langfuse": {"public_key": "pk-lf-1", "secret_key": "sk-lf-1", "host": langfuse.url}},
+            "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path}/state.sqlite3"}})
+        import openai
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0)
+        code = adapted(block("Observability", "Langfuse (`langfuse`)"), {
+            "messages=[...]": 'messages=[{"role": "user", "content": "Hi"}]'})
+        run(code, {"client": client})
+        [generation] = langfuse.wait_for(1, kind="SERVER")
+    finally:
+        langfuse.close()
+    assert generation.name == "summarize"
+    assert (generation.attributes["user.id"], generation.attributes["session.id"]) == ("ann", "s-1")
+    assert generation.trace_id == f"{trace_id_for('conversation-42'):032x}"
+
+
+def test_the_exporter_example_posts_its_records(live_app, tmp_path, monkeypatch):
+    from tests.support.calls import wait_for
+    from tests.support.fake_upstream import FakeUpstream
+
+    store = FakeUpstream()
+    store.route("/ingest", lambda recorded: Script(status=204, body=b""))
+    code = adapted(block("Observability", "Your own exporter"), {
+        "https://logs.example.com/ingest": store.url + "/ingest"})
+    package = tmp_path / "my_company"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "exporter.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        gateway = live_app({
+            "model_list": [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
+            "plugins": ["my_company.exporter"],
+            "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path}/state.sqlite3"}})
+        import requests
+        r = requests.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                          json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+        def posted():
+            return [x for p in store.requests if p.path == "/ingest" for x in p.json]
+        assert wait_for(lambda: len(posted()), 1, timeout=10) == 1
+        posted = posted()
+    finally:
+        store.close()
+    assert len(posted) == 1
+    assert posted[0]["call_id"] == r.headers["x-dheera-ai-call-id"]
+    assert posted[0]["model"] == "demo" and posted[0]["tokens"] > 0
+
+
 def test_every_readme_python_block_has_a_test_here():
-    tested = {"Two commands", "Routing", "Plugins", "SDK", "Guardrails"}
+    tested = {"Two commands", "Routing", "Plugins", "SDK", "Guardrails", "Observability"}
     untested = [key for key in BLOCKS if key[0] not in tested]
     assert not untested, f"README Python blocks without a test in this module: {untested}"
