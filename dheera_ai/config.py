@@ -134,6 +134,8 @@ class GeneralSettingsSchema(Schema):
         unknown = INCLUDE
 
     master_key = fields.String(allow_none=True, validate=validate.Length(min=8))
+    # Signs the admin UI's session cookies; without it, a secret derived from the master key does.
+    ui_session_secret = fields.String(allow_none=True, validate=validate.Length(min=16))
     database_url = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(sqlite:///|postgres(ql)?://)", error="must start with sqlite:/// or postgresql://"))
     redis_url = fields.String(allow_none=True, validate=validate.Regexp(

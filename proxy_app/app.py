@@ -8,7 +8,7 @@ from flask import Flask
 
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
-from proxy_app import calls, errors, metrics, openapi
+from proxy_app import calls, errors, metrics, openapi, ui
 from proxy_app.blueprints import (
     audio,
     azure,
@@ -77,7 +77,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
-                      keys.bp, users.bp, teams.bp, spend.bp, openapi.bp):
+                      keys.bp, users.bp, teams.bp, spend.bp, openapi.bp, ui.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     return app

@@ -148,3 +148,20 @@ MIGRATIONS.append(
         "CREATE INDEX budget_holds_created ON budget_holds (created_at)",
     ]),
 )
+
+MIGRATIONS.append(
+    (60, "spend log paging indexes", [
+        # The logs page pages by (start_time, row_id), newest first, under any one filter: each
+        # index below serves one filter with the ordering built in, so a page is a range read.
+        "CREATE INDEX spend_logs_time_row ON spend_logs (start_time, row_id)",
+        "CREATE INDEX spend_logs_key_row ON spend_logs (key_hash, start_time, row_id)",
+        "CREATE INDEX spend_logs_user_row ON spend_logs (user_id, start_time, row_id)",
+        "CREATE INDEX spend_logs_team_row ON spend_logs (team_id, start_time, row_id)",
+        "CREATE INDEX spend_logs_model_row ON spend_logs (model_group, start_time, row_id)",
+        # They supersede the (x, start_time) ones: same prefix, one more column.
+        "DROP INDEX spend_logs_time",
+        "DROP INDEX spend_logs_key",
+        "DROP INDEX spend_logs_user",
+        "DROP INDEX spend_logs_team",
+    ]),
+)

@@ -124,18 +124,29 @@ class SQLStore(SpendStore):
                         tuple(aliases))
             return dict(cur.fetchall())
 
-    def list_keys(self, *, user_id=None, team_id=None, key_alias=None, offset=0, limit=50) -> tuple[list, int]:
-        """One page of keys matching every given filter, oldest first, and how many match in all."""
-        filters = [(name, value) for name, value in
-                   (("user_id", user_id), ("team_id", team_id), ("key_alias", key_alias)) if value is not None]
-        where = " AND ".join(f"{name} = ?" for name, _ in filters) or "1 = 1"
-        params = tuple(value for _, value in filters)
+    def list_keys(self, *, user_id=None, team_id=None, key_alias=None, search=None, offset=0,
+                  limit=50) -> tuple[list, int]:
+        """One page of keys matching every given filter, oldest first, and how many match in all;
+        `search` is a piece of the alias, owner, team or masked key."""
+        filters = {"user_id": user_id, "team_id": team_id, "key_alias": key_alias}
+        return self._page(table="keys", columns=KEY_COLUMNS, filters=filters, search=search,
+                          searched=("key_alias", "user_id", "team_id", "key_name"), order="created_at, key_hash",
+                          offset=offset, limit=limit)
+
+    def _page(self, *, table, columns, filters, search, searched, order, offset, limit) -> tuple[list, int]:
+        where = [f"{name} = ?" for name, value in filters.items() if value is not None]
+        params = [value for value in filters.values() if value is not None]
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(" + " OR ".join(f"LOWER({c}) LIKE LOWER(?) ESCAPE '\\'" for c in searched) + ")")
+            params += [pattern] * len(searched)
+        clause = " AND ".join(where) or "1 = 1"
         with self._transaction() as cur:
-            cur.execute(self._sql(f"SELECT COUNT(*) FROM keys WHERE {where}"), params)
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM {table} WHERE {clause}"), tuple(params))
             total = cur.fetchone()[0]
-            cur.execute(self._sql(f"SELECT {', '.join(KEY_COLUMNS)} FROM keys WHERE {where} "
-                                  "ORDER BY created_at, key_hash LIMIT ? OFFSET ?"), params + (limit, offset))
-            return [self._decode(KEY_COLUMNS, r) for r in cur.fetchall()], total
+            cur.execute(self._sql(f"SELECT {', '.join(columns)} FROM {table} WHERE {clause} "
+                                  f"ORDER BY {order} LIMIT ? OFFSET ?"), (*params, limit, offset))
+            return [self._decode(columns, r) for r in cur.fetchall()], total
 
     def update_key(self, key_hash: str, changes: dict) -> dict | None:
         with self._transaction(write=True) as cur:
@@ -193,6 +204,12 @@ class SQLStore(SpendStore):
             self._bump(cur)
             return users, keys
 
+    def list_users(self, *, search=None, offset=0, limit=50) -> tuple[list, int]:
+        """One page of users (oldest first) whose id, email or role contains `search`, and the count."""
+        return self._page(table="users", columns=USER_COLUMNS, filters={}, search=search,
+                          searched=("user_id", "user_email", "user_role"), order="created_at, user_id",
+                          offset=offset, limit=limit)
+
     def user_teams(self, user_id: str) -> list[str]:
         with self._transaction() as cur:
             cur.execute(self._sql("SELECT team_id FROM team_members WHERE user_id = ? ORDER BY team_id"), (user_id,))
@@ -229,6 +246,12 @@ class SQLStore(SpendStore):
             cur.execute(self._sql(f"DELETE FROM teams WHERE team_id IN ({marks})"), tuple(teams))
             self._bump(cur)
             return teams, keys
+
+    def list_teams(self, *, search=None, offset=0, limit=50) -> tuple[list, int]:
+        """One page of teams (oldest first) whose id or alias contains `search`, and the count."""
+        return self._page(table="teams", columns=TEAM_COLUMNS, filters={}, search=search,
+                          searched=("team_id", "team_alias"), order="created_at, team_id",
+                          offset=offset, limit=limit)
 
     def team_members(self, team_id: str) -> list[dict]:
         with self._transaction() as cur:

@@ -1,0 +1,152 @@
+"""Who is logged in to the UI: a signed, expiring cookie naming the admin, and its CSRF token.
+
+The cookie holds no key: only "master" or the key's token (its SHA-256), a CSRF token and the
+time of login, signed with `general_settings.ui_session_secret` or a secret derived from the
+master key (so changing the master key logs everyone out). Each request checks anew that the
+key still exists, is not blocked or expired, and still belongs to a proxy_admin user.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+from flask import current_app, g, redirect, request, url_for
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from dheera_ai.errors import PermissionDeniedError
+from proxy_app import admin, calls
+
+COOKIE = "dheera_ai_ui"
+SESSION_SECONDS = 8 * 3600
+LOGIN_FORM_SECONDS = 3600
+# Wrong keys: at most this many per client address in the window, then refused until it passes.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 300.0
+
+
+class CSRFError(PermissionDeniedError):
+    """A state-changing form without this session's token (another site's form, or a stale page)."""
+
+
+def secret() -> str | None:
+    settings = calls.engine().config.general_settings
+    if settings.get("ui_session_secret"):
+        return settings["ui_session_secret"]
+    master = calls.engine().config.master_key
+    if not master:
+        return None
+    return hmac.new(master.encode(), b"dheera_ai ui session", hashlib.sha256).hexdigest()
+
+
+def _serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret(), salt=salt)
+
+
+def start(who: str) -> tuple[str, str]:
+    """A new session for `who` ("master" or a key's token): (cookie value, CSRF token)."""
+    csrf = secrets.token_urlsafe(24)
+    return _serializer("dheera_ai.ui.session").dumps({"who": who, "csrf": csrf}), csrf
+
+
+def set_cookie(response, value: str) -> None:
+    secure = request.is_secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    response.set_cookie(COOKIE, value, max_age=SESSION_SECONDS, httponly=True, samesite="Strict", secure=secure,
+                        path="/ui")
+
+
+def clear_cookie(response) -> None:
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="Strict")
+
+
+def current() -> dict | None:
+    """The valid session of this request ({"who", "csrf", "label"}), or None."""
+    raw = request.cookies.get(COOKIE)
+    if not raw or secret() is None:
+        return None
+    try:
+        data = _serializer("dheera_ai.ui.session").loads(raw, max_age=SESSION_SECONDS)
+    except BadSignature:  # also SignatureExpired
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("who"), str):
+        return None
+    if data["who"] == "master":
+        return {**data, "label": "master key"}
+    store = admin.store()
+    key = store.get_key(data["who"])
+    if key is None or key["blocked"] or (key["expires"] is not None and key["expires"] < time.time()):
+        return None
+    user = store.get_user(key["user_id"]) if key["user_id"] else None
+    if user is None or user["user_role"] != admin.ADMIN_ROLE:
+        return None
+    return {**data, "label": key["key_alias"] or key["key_name"]}
+
+
+def login_required(view):
+    """Pages need a session; a form that changes something also needs its CSRF token."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        session = current()
+        if session is None:
+            return redirect(url_for("ui.login", next=request.full_path if request.method == "GET" else None))
+        if request.method == "POST":
+            check_csrf(session["csrf"], request.form.get("csrf_token", ""))
+        g.ui_session = session
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def safe_target(target: str | None, fallback: str = "ui.dashboard") -> str:
+    """Where to go after a form: a page of the UI itself, never an address elsewhere (open redirect)."""
+    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for(fallback)
+
+
+def check_csrf(expected: str, given: str) -> None:
+    if not given or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise CSRFError("This form has expired or did not come from this gateway's UI; reload the page and "
+                        "try again.", code="csrf_failed")
+
+
+def login_form_token() -> str:
+    """The login form's CSRF token: signed, expiring, no session needed yet."""
+    return _serializer("dheera_ai.ui.login").dumps(secrets.token_urlsafe(8))
+
+
+def check_login_form_token(token: str) -> None:
+    try:
+        _serializer("dheera_ai.ui.login").loads(token or "", max_age=LOGIN_FORM_SECONDS)
+    except BadSignature:
+        raise CSRFError("The login form has expired; reload the page and try again.", code="csrf_failed") from None
+
+
+class FailedLogins:
+    """Wrong keys per client address in a sliding window (per worker: each refuses after MAX_FAILURES)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    def wait_seconds(self, client: str, now: float) -> float:
+        """0 if `client` may try again, else how long until it may."""
+        with self._lock:
+            recent = [t for t in self._failures.get(client, ()) if t > now - FAILURE_WINDOW]
+            self._failures[client] = recent
+            if len(recent) < MAX_FAILURES:
+                return 0.0
+            return recent[0] + FAILURE_WINDOW - now
+
+    def record(self, client: str, now: float) -> None:
+        with self._lock:
+            if len(self._failures) > 10_000:  # bounded: a scan from many addresses cannot grow it forever
+                self._failures.clear()
+            self._failures.setdefault(client, []).append(now)
+
+
+def failed_logins() -> FailedLogins:
+    return current_app.extensions.setdefault("dheera_ai.ui.failed_logins", FailedLogins())
