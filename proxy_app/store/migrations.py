@@ -158,6 +158,12 @@ MIGRATIONS.append(
         "CREATE INDEX spend_logs_user_row ON spend_logs (user_id, start_time, row_id)",
         "CREATE INDEX spend_logs_team_row ON spend_logs (team_id, start_time, row_id)",
         "CREATE INDEX spend_logs_model_row ON spend_logs (model_group, start_time, row_id)",
+        # A tag's rows are paged from the tag table itself, which therefore learns each row's time.
+        "ALTER TABLE spend_log_tags ADD COLUMN start_time DOUBLE PRECISION",
+        "UPDATE spend_log_tags SET start_time = (SELECT l.start_time FROM spend_logs l "
+        "WHERE l.row_id = spend_log_tags.row_id)",
+        "CREATE INDEX spend_log_tags_tag_row ON spend_log_tags (tag, start_time, row_id)",
+        "DROP INDEX spend_log_tags_tag",
         # They supersede the (x, start_time) ones: same prefix, one more column.
         "DROP INDEX spend_logs_time",
         "DROP INDEX spend_logs_key",

@@ -69,8 +69,8 @@ class SpendStore:
                 inserted += 1
                 tags = list(dict.fromkeys(row.get("tags") or ()))
                 for tag in tags:
-                    cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag) VALUES (?, ?)"),
-                                (row["row_id"], tag))
+                    cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag, start_time) VALUES (?, ?, ?)"),
+                                (row["row_id"], tag, row["start_time"]))
                 owners = [("tag", tag) for tag in tags] + [(scope, row[column]) for scope, column in TOTAL_SCOPES
                                                             if row.get(column)]
                 for owner in owners:
@@ -227,17 +227,22 @@ class SpendStore:
         where, params = self._spend_where(filters, start, end)
         if status is not None:
             where.append(STATUS_FILTERS[status])
+        # Under a tag, the tag table leads (its (tag, start_time, row_id) index is the order);
+        # otherwise spend_logs does, through the index of the filter it has.
+        order = "t" if tag is not None else "l"
+        source = "spend_logs l"
         if tag is not None:
-            where.append("l.row_id IN (SELECT row_id FROM spend_log_tags WHERE tag = ?)")
+            source = "spend_log_tags t JOIN spend_logs l ON l.row_id = t.row_id"
+            where.append("t.tag = ?")
             params.append(tag)
         if after is not None:
-            where.append("(l.start_time < ? OR (l.start_time = ? AND l.row_id < ?))")
+            where.append(f"({order}.start_time < ? OR ({order}.start_time = ? AND {order}.row_id < ?))")
             params += [after[0], after[0], after[1]]
         clause = " AND ".join(where) or "1 = 1"
         columns = ", ".join(f"l.{c}" for c in SPEND_COLUMNS)
         with self._transaction() as cur:
-            cur.execute(self._sql(f"SELECT {columns} FROM spend_logs l WHERE {clause} "
-                                  "ORDER BY l.start_time DESC, l.row_id DESC LIMIT ?"), (*params, limit))
+            cur.execute(self._sql(f"SELECT {columns} FROM {source} WHERE {clause} "
+                                  f"ORDER BY {order}.start_time DESC, {order}.row_id DESC LIMIT ?"), (*params, limit))
             return [_decode_spend(r) for r in cur.fetchall()]
 
     def spend_log_row(self, row_id: str) -> dict | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import math
 
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 220, 56, 28, 12
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 240, 64, 28, 12
 
 
 def daily(report_rows: list[dict], first_day: int, days: int) -> list[dict]:
@@ -52,6 +52,15 @@ def _nice(value: float) -> float:
 
 
 def _format(value: float, money: bool) -> str:
-    if money:
-        return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}".rstrip("0")
-    return f"{int(value):,}"
+    return dollars(value) if money else f"{int(value):,}"
+
+
+def dollars(value) -> str:
+    """US dollars as people read them: cents above a cent, six places below (calls cost fractions)."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "$0"
+    if abs(value) < 0.01:
+        return f"${value:.6f}".rstrip("0")
+    return f"${value:,.2f}"

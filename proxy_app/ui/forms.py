@@ -88,6 +88,8 @@ def values_of(row: dict) -> dict:
             values[name] = ", ".join(value)
         elif isinstance(value, dict):
             values[name] = orjson.dumps(value).decode() if value else ""
+        elif isinstance(value, float):
+            values[name] = str(int(value)) if value.is_integer() else repr(value)  # 500, not 500.0
         else:
             values[name] = str(value)
     return values
