@@ -66,7 +66,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state.spend.on_row_dropped = gateway_metrics.spend_row_dropped
     state.spend.start()
 
-    app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
+    app = Flask(__name__, static_folder=None)  # no /static route: only the UI serves files, under /ui/static
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.json.sort_keys = False
     app.extensions["dheera_ai"] = engine

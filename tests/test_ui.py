@@ -93,6 +93,9 @@ def test_wrong_keys_are_rate_limited_per_address(client):
     blocked = log_in(client, MASTER_KEY)  # even the right key waits: the address is guessing
     assert blocked.status_code == 429 and "Too many wrong keys" in blocked.get_data(as_text=True)
     assert log_in(client, MASTER_KEY, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 302
+    # Behind nginx on this host, each client is counted by the address nginx appended.
+    behind_nginx = {"X-Forwarded-For": "10.9.9.9, 192.0.2.7"}
+    assert log_in(client.application.test_client(), MASTER_KEY, headers=behind_nginx).status_code == 302
 
 
 def test_login_needs_its_form_token_and_without_a_master_key_the_ui_is_off(client, make_app, base_config):
@@ -235,3 +238,49 @@ def test_the_logs_page_walks_100000_rows_by_its_older_link(big_store, make_app, 
     more = re.findall(r'/ui/logs/(r\d{6})"', deeper)
     assert len(more) == 50 and not set(seen) & set(more) and max(more) < min(seen)
     assert all(int(r[1:]) % 4 == 2 and int(r[1:]) % 17 == 0 for r in seen + more)  # claude, and failed
+
+
+def test_a_key_is_edited_and_deleted_after_a_confirmation(ui, client, auth):
+    made = client.post("/key/generate", headers=auth, json={"key_alias": "old", "rpm_limit": 5, "models": ["demo"]})
+    token, key = made.json["token"], made.json["key"]
+    form = client.get(f"/ui/keys/{token}").get_data(as_text=True)
+    assert 'value="old"' in form and 'value="5"' in form and key not in form
+    saved = client.post(f"/ui/keys/{token}", data={"csrf_token": ui.csrf, "key_alias": "new", "rpm_limit": "",
+                                                   "models": "demo, gpt-4o-mini", "metadata": ""})
+    assert saved.status_code == 302
+    info = client.get("/key/info", headers=auth, query_string={"key": token}).json["info"]
+    assert info["key_alias"] == "new" and info["rpm_limit"] is None and info["models"] == ["demo", "gpt-4o-mini"]
+    confirm = client.get(f"/ui/keys/{token}/delete").get_data(as_text=True)
+    assert "Delete key <strong>new</strong>?" in confirm and 'method="post"' in confirm
+    assert client.post(f"/ui/keys/{token}/delete", data={"csrf_token": ui.csrf}).status_code == 302
+    refused = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 401
+
+
+def test_users_and_teams_are_made_edited_joined_and_deleted(ui, client, auth):
+    data = {"csrf_token": ui.csrf}
+    assert client.post("/ui/teams/new", data={**data, "team_id": "eng", "team_alias": "Engineering",
+                                              "models": "demo", "max_budget": "100"}).status_code == 302
+    made = client.post("/ui/users/new", data={**data, "user_id": "ann", "user_role": "internal_user"})
+    assert made.status_code == 302  # no key asked for: straight to the user's page
+    assert client.get("/user/info", headers=auth, query_string={"user_id": "ann"}).json["keys"] == []
+    client.post("/ui/users/ann/edit", data={**data, "user_email": "ann@example.com", "user_role": "proxy_admin",
+                                            "max_budget": "", "models": ""})
+    user = client.get("/user/info", headers=auth, query_string={"user_id": "ann"}).json["user_info"]
+    assert user["user_email"] == "ann@example.com" and user["user_role"] == "proxy_admin"
+    client.post("/ui/teams/eng/members", data={**data, "member_user_id": "ann", "member_role": "admin"})
+    team = client.get("/team/info", headers=auth, query_string={"team_id": "eng"}).json["team_info"]
+    assert team["members_with_roles"] == [{"user_id": "ann", "role": "admin"}]
+    missing = client.post("/ui/teams/eng/members", data={**data, "member_user_id": "nobody"})
+    assert missing.status_code == 400 and "There is no user" in missing.get_data(as_text=True)
+    client.post("/ui/teams/eng/edit", data={**data, "team_alias": "Eng", "max_budget": "250", "models": "demo"})
+    assert client.get("/team/info", headers=auth, query_string={"team_id": "eng"}).json["team_info"][
+        "max_budget"] == 250
+    client.post("/ui/teams/eng/members/remove", data={**data, "user_id": "ann"})
+    assert client.get("/team/info", headers=auth, query_string={"team_id": "eng"}).json["team_info"][
+        "members_with_roles"] == []
+    assert client.post("/ui/users/ann/delete", data=data).status_code == 302
+    assert client.post("/ui/teams/eng/delete", data=data).status_code == 302
+    assert client.get("/user/info", headers=auth, query_string={"user_id": "ann"}).status_code == 404
+    assert client.get("/team/info", headers=auth, query_string={"team_id": "eng"}).status_code == 404

@@ -47,7 +47,7 @@ def login_submit():
     if session.secret() is None:
         return _login_page(status=403)
     session.check_login_form_token(request.form.get("csrf_token", ""))
-    client, now = request.remote_addr or "unknown", time.time()
+    client, now = _client_address(), time.time()
     wait = session.failed_logins().wait_seconds(client, now)
     if wait > 0:
         return _login_page(f"Too many wrong keys from this address. Try again in {math.ceil(wait)} seconds.", 429)
@@ -66,6 +66,17 @@ def login_submit():
     response = redirect(session.safe_target(request.form.get("next")))
     session.set_cookie(response, value)
     return response
+
+
+def _client_address() -> str:
+    """Who is guessing: the peer, or, when the peer is a proxy on this host (nginx in front), the
+    address that proxy appended to X-Forwarded-For (the last entry: the ones before it are the
+    client's own say)."""
+    peer = request.remote_addr or "unknown"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and peer in ("127.0.0.1", "::1"):
+        return forwarded.rsplit(",", 1)[-1].strip() or peer
+    return peer
 
 
 @bp.post("/logout")

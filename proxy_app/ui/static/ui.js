@@ -110,7 +110,7 @@ function playground(form) {
 async function recordedCost(base, callId) {
   for (let attempt = 0; attempt < 10; attempt++) {
     const response = await fetch(`${base}${encodeURIComponent(callId)}.json`, { credentials: "same-origin" });
-    if (response.ok) {
+    if (response.ok && (response.headers.get("content-type") || "").includes("json")) {
       const row = await response.json();
       return row.priced ? `$${row.cost.toFixed(6)}` : "$0 (no price known)";
     }
