@@ -56,8 +56,12 @@ def test_a_forged_or_expired_cookie_is_no_session(client, app):
             def get_timestamp(self):
                 return int(time.time()) - session.SESSION_SECONDS - 5
 
+        payload = {"who": "master", "csrf": "x", "master": session._master_fingerprint()}
+        fresh = URLSafeTimedSerializer(session.secret(), salt="dheera_ai.ui.session").dumps(payload)
         old = URLSafeTimedSerializer(session.secret(), salt="dheera_ai.ui.session", signer=SignedLongAgo)
-        stale = old.dumps({"who": "master", "csrf": "x"})
+        stale = old.dumps(payload)
+    client.set_cookie("dheera_ai_ui", fresh, path="/ui")
+    assert client.get("/ui/keys").status_code == 200
     client.set_cookie("dheera_ai_ui", stale, path="/ui")
     assert client.get("/ui/keys").headers["Location"].startswith("/ui/login")
 
@@ -68,6 +72,11 @@ def test_a_configured_session_secret_signs_the_cookie(make_app, base_config):
     cookie = log_in(client).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
     signer = URLSafeTimedSerializer("a-long-secret-for-the-ui-cookies", salt="dheera_ai.ui.session")
     assert signer.loads(cookie)["who"] == "master"
+    # The same secret, another master key: that master session is over.
+    base_config["general_settings"]["master_key"] = "sk-the-rotated-master-key"
+    rotated = make_app(base_config).test_client()
+    rotated.set_cookie("dheera_ai_ui", cookie, path="/ui")
+    assert rotated.get("/ui/keys").headers["Location"].startswith("/ui/login")
 
 
 def test_a_non_admin_key_is_refused_clearly_and_an_admin_users_key_gets_in(ui, client, auth):

@@ -328,6 +328,10 @@ def test_keyboard_alone_logs_in_and_reaches_every_page(gateway, browser):
         browser.switch_to.active_element.send_keys(Keys.TAB)
         reached.append(browser.switch_to.active_element.text)
     assert {"Keys", "Users", "Teams", "Models", "Logs", "Playground"} <= set(reached)
-    for element in page.all("input, select, textarea"):
-        if element.get_attribute("type") not in ("hidden",):
-            assert element.get_attribute("id") and page.all(f"label[for='{element.get_attribute('id')}']")
+    # Every field of every form has a label naming it (screen readers read it out).
+    for path in ("/ui/keys", "/ui/keys/new", "/ui/users/new", "/ui/teams/new", "/ui/logs", "/ui/playground"):
+        page.open(path)
+        fields = [e for e in page.all("input, select, textarea") if e.get_attribute("type") != "hidden"]
+        assert fields, path
+        for element in fields:
+            assert page.all(f"label[for='{element.get_attribute('id')}']"), f"{path}: {element.get_attribute('name')}"

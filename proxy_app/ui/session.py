@@ -47,10 +47,21 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret(), salt=salt)
 
 
+def _master_fingerprint() -> str | None:
+    """Names the current master key without revealing it (None: there is none)."""
+    master = calls.engine().config.master_key
+    if not master:
+        return None
+    return hmac.new(master.encode(), b"dheera_ai ui master session", hashlib.sha256).hexdigest()[:32]
+
+
 def start(who: str) -> tuple[str, str]:
     """A new session for `who` ("master" or a key's token): (cookie value, CSRF token)."""
     csrf = secrets.token_urlsafe(24)
-    return _serializer("dheera_ai.ui.session").dumps({"who": who, "csrf": csrf}), csrf
+    data = {"who": who, "csrf": csrf}
+    if who == "master":
+        data["master"] = _master_fingerprint()
+    return _serializer("dheera_ai.ui.session").dumps(data), csrf
 
 
 def set_cookie(response, value: str) -> None:
@@ -75,6 +86,10 @@ def current() -> dict | None:
     if not isinstance(data, dict) or not isinstance(data.get("who"), str):
         return None
     if data["who"] == "master":
+        # Signed by ui_session_secret, a master session must still end when the master key changes.
+        fingerprint = _master_fingerprint()
+        if fingerprint is None or not hmac.compare_digest(str(data.get("master", "")), fingerprint):
+            return None
         return {**data, "label": "master key"}
     store = admin.store()
     key = store.get_key(data["who"])
