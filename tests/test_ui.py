@@ -96,12 +96,15 @@ def test_a_non_admin_key_is_refused_clearly_and_an_admin_users_key_gets_in(ui, c
     assert client.get("/ui/").status_code == 302
 
 
-def test_wrong_keys_are_rate_limited_per_address(client):
+def test_wrong_keys_are_rate_limited_per_address_across_workers(client, make_app, base_config):
     for _ in range(5):
         assert log_in(client, "sk-wrong-key-123456").status_code == 401
     blocked = log_in(client, MASTER_KEY)  # even the right key waits: the address is guessing
     assert blocked.status_code == 429 and "Too many wrong keys" in blocked.get_data(as_text=True)
     assert log_in(client, MASTER_KEY, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 302
+    # Another worker (another app on the same store) counts the same guesses.
+    other_worker = make_app(base_config).test_client()
+    assert log_in(other_worker, MASTER_KEY).status_code == 429
     # Behind nginx on this host, each client is counted by the address nginx appended.
     behind_nginx = {"X-Forwarded-For": "10.9.9.9, 192.0.2.7"}
     assert log_in(client.application.test_client(), MASTER_KEY, headers=behind_nginx).status_code == 302

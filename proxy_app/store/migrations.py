@@ -171,3 +171,15 @@ MIGRATIONS.append(
         "DROP INDEX spend_logs_team",
     ]),
 )
+
+MIGRATIONS.append(
+    (61, "admin UI login failures", [
+        # Wrong keys typed into /ui/login, per client address, so every worker and instance
+        # counts the same guesses (rows older than the window are deleted as new ones come).
+        """CREATE TABLE ui_login_failures (
+            client TEXT NOT NULL,
+            failed_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX ui_login_failures_client ON ui_login_failures (client, failed_at)",
+        "CREATE INDEX ui_login_failures_time ON ui_login_failures (failed_at)",
+    ]),
+)

@@ -273,6 +273,20 @@ class SQLStore(SpendStore):
             self._bump(cur)
             return present
 
+    # -- admin UI logins -------------------------------------------------------------------------
+
+    def login_failures(self, client: str, since: float) -> list[float]:
+        """When `client` typed a wrong key into the UI's login since `since`, oldest first."""
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT failed_at FROM ui_login_failures WHERE client = ? AND failed_at >= ? "
+                                  "ORDER BY failed_at"), (client, since))
+            return [r[0] for r in cur.fetchall()]
+
+    def record_login_failure(self, client: str, now: float, forget_before: float) -> None:
+        with self._transaction(write=True) as cur:
+            cur.execute(self._sql("DELETE FROM ui_login_failures WHERE failed_at < ?"), (forget_before,))
+            cur.execute(self._sql("INSERT INTO ui_login_failures (client, failed_at) VALUES (?, ?)"), (client, now))
+
     # -- helpers ---------------------------------------------------------------------------------
 
     def _sql(self, statement: str) -> str:

@@ -48,7 +48,7 @@ def login_submit():
         return _login_page(status=403)
     session.check_login_form_token(request.form.get("csrf_token", ""))
     client, now = _client_address(), time.time()
-    wait = session.failed_logins().wait_seconds(client, now)
+    wait = session.login_wait_seconds(client, now)
     if wait > 0:
         return _login_page(f"Too many wrong keys from this address. Try again in {math.ceil(wait)} seconds.", 429)
     api_key = request.form.get("api_key", "").strip()
@@ -58,7 +58,7 @@ def login_submit():
     except DheeraAIError:
         principal = None
     if principal is None or principal.kind not in ("master", "virtual_key"):
-        session.failed_logins().record(client, now)
+        session.record_login_failure(client, now)
         return _login_page(WRONG_KEY, 401)
     if not admin.is_admin(principal):
         return _login_page(NOT_ADMIN, 403)

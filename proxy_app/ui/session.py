@@ -12,10 +12,9 @@ import functools
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 
-from flask import current_app, g, redirect, request, url_for
+from flask import g, redirect, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from dheera_ai.errors import PermissionDeniedError
@@ -140,28 +139,14 @@ def check_login_form_token(token: str) -> None:
         raise CSRFError("The login form has expired; reload the page and try again.", code="csrf_failed") from None
 
 
-class FailedLogins:
-    """Wrong keys per client address in a sliding window (per worker: each refuses after MAX_FAILURES)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
-
-    def wait_seconds(self, client: str, now: float) -> float:
-        """0 if `client` may try again, else how long until it may."""
-        with self._lock:
-            recent = [t for t in self._failures.get(client, ()) if t > now - FAILURE_WINDOW]
-            self._failures[client] = recent
-            if len(recent) < MAX_FAILURES:
-                return 0.0
-            return recent[0] + FAILURE_WINDOW - now
-
-    def record(self, client: str, now: float) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:  # bounded: a scan from many addresses cannot grow it forever
-                self._failures.clear()
-            self._failures.setdefault(client, []).append(now)
+def login_wait_seconds(client: str, now: float) -> float:
+    """0 if `client` may try a key, else how long until it may: after MAX_FAILURES wrong keys in
+    FAILURE_WINDOW, counted in the store, so all workers and instances count the same guesses."""
+    recent = admin.store().login_failures(client, now - FAILURE_WINDOW)
+    if len(recent) < MAX_FAILURES:
+        return 0.0
+    return recent[-MAX_FAILURES] + FAILURE_WINDOW - now
 
 
-def failed_logins() -> FailedLogins:
-    return current_app.extensions.setdefault("dheera_ai.ui.failed_logins", FailedLogins())
+def record_login_failure(client: str, now: float) -> None:
+    admin.store().record_login_failure(client, now, forget_before=now - FAILURE_WINDOW)

@@ -149,3 +149,13 @@ def test_sqlite_keeps_its_file_in_wal_mode(tmp_path):
     with sqlite3.connect(tmp_path / "dheera_ai.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
+
+
+def test_login_failures_are_counted_per_client_and_forgotten_after_the_window(store):
+    for moment in (100.0, 200.0, 300.0):
+        store.record_login_failure("10.0.0.1", moment, forget_before=0.0)
+    store.record_login_failure("10.0.0.2", 310.0, forget_before=0.0)
+    assert store.login_failures("10.0.0.1", since=150.0) == [200.0, 300.0]
+    store.record_login_failure("10.0.0.2", 400.0, forget_before=250.0)  # drops what is older than that
+    assert store.login_failures("10.0.0.1", since=0.0) == [300.0]
+    assert store.login_failures("10.0.0.2", since=0.0) == [310.0, 400.0]
