@@ -84,14 +84,20 @@ def test_a_non_admin_key_is_refused_clearly_and_an_admin_users_key_gets_in(ui, c
     client.post("/user/new", headers=auth, json={"user_id": "root", "user_role": "proxy_admin",
                                                 "auto_create_key": False})
     plain = client.post("/key/generate", headers=auth, json={"user_id": "bob"}).json["key"]
-    admin_key = client.post("/key/generate", headers=auth, json={"user_id": "root", "key_alias": "ops"}).json["key"]
+    client.post("/team/new", headers=auth, json={"team_id": "platform"})
+    admin_key = client.post("/key/generate", headers=auth, json={"user_id": "root", "key_alias": "ops",
+                                                                "team_id": "platform"}).json["key"]
     client.post("/ui/logout", data={"csrf_token": ui.csrf})
     refused = log_in(client, plain)
     assert refused.status_code == 403 and "is not an admin key" in refused.get_data(as_text=True)
     assert "Set-Cookie" not in refused.headers
     assert log_in(client, admin_key).status_code == 302
     assert "ops" in client.get("/ui/").get_data(as_text=True)
-    # Blocked from the API, the key's session ends too.
+    # The session lasts while the API would let the key in: not with its team blocked, nor blocked itself.
+    client.post("/team/update", headers=auth, json={"team_id": "platform", "blocked": True})
+    assert client.get("/ui/").status_code == 302
+    client.post("/team/update", headers=auth, json={"team_id": "platform", "blocked": False})
+    assert client.get("/ui/").status_code == 200
     client.post("/key/block", headers=auth, json={"key": admin_key})
     assert client.get("/ui/").status_code == 302
 

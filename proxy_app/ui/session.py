@@ -12,12 +12,11 @@ import functools
 import hashlib
 import hmac
 import secrets
-import time
 
 from flask import g, redirect, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from dheera_ai.errors import PermissionDeniedError
+from dheera_ai.errors import DheeraAIError, PermissionDeniedError
 from proxy_app import admin, calls
 
 COOKIE = "dheera_ai_ui"
@@ -90,14 +89,15 @@ def current() -> dict | None:
         if fingerprint is None or not hmac.compare_digest(str(data.get("master", "")), fingerprint):
             return None
         return {**data, "label": "master key"}
-    store = admin.store()
-    key = store.get_key(data["who"])
-    if key is None or key["blocked"] or (key["expires"] is not None and key["expires"] < time.time()):
+    # A key's session lasts while the key would still be let in as an admin (not blocked, with its
+    # team or alone, not expired or revoked, its user still proxy_admin): the API's own check.
+    try:
+        principal = admin.state().auth.principal_of(data["who"])
+    except DheeraAIError:
         return None
-    user = store.get_user(key["user_id"]) if key["user_id"] else None
-    if user is None or user["user_role"] != admin.ADMIN_ROLE:
+    if principal is None or not admin.is_admin(principal):
         return None
-    return {**data, "label": key["key_alias"] or key["key_name"]}
+    return {**data, "label": principal.key_alias or "admin key"}
 
 
 def login_required(view):
