@@ -227,6 +227,8 @@ class GeneralSettingsSchema(Schema):
     # LiteLLM's docs and tests use `sk-1234`: a short key only warns, and `dheera_ai` refuses it
     # when the gateway listens beyond loopback (see SHORT_MASTER_KEY).
     master_key = fields.String(allow_none=True, validate=validate.Length(min=1))
+    # Signs the admin UI's session cookies; without it, a secret derived from the master key does.
+    ui_session_secret = fields.String(allow_none=True, validate=validate.Length(min=16))
     database_url = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(sqlite:///|postgres(ql)?://)", error="must start with sqlite:/// or postgresql://"))
     redis_url = fields.String(allow_none=True, validate=validate.Regexp(

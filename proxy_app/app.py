@@ -10,7 +10,7 @@ from flask import Flask
 from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
 from plugins import observability
-from proxy_app import body_deadline, calls, errors, metrics, openapi
+from proxy_app import body_deadline, calls, errors, metrics, openapi, ui
 from proxy_app.blueprints import (
     audio,
     azure,
@@ -85,7 +85,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     # Exporters too are built here, in the worker (their threads and connections are its own).
     observability.start(engine.plugin_manager, engine.config, on_dropped=gateway_metrics.callback_dropped_one)
 
-    app = Flask(__name__, static_folder=None)  # no /static route: the gateway serves no files of its own
+    app = Flask(__name__, static_folder=None)  # no /static route: only the UI serves files, under /ui/static
     app.config["MAX_CONTENT_LENGTH"] = engine.config.max_request_bytes
     app.config["LITELLM_HEADERS"] = engine.config.general_settings["litellm_compatible_headers"]
     app.json.sort_keys = False
@@ -101,7 +101,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
-                      keys.bp, users.bp, teams.bp, spend.bp, model_admin.bp, openapi.bp):
+                      keys.bp, users.bp, teams.bp, spend.bp, model_admin.bp, openapi.bp, ui.bp):
         app.register_blueprint(blueprint)
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     level = logging.DEBUG if os.environ.get("DHEERA_AI_CONFIG_WARNED") else logging.WARNING

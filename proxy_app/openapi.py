@@ -134,6 +134,8 @@ def build(app) -> dict:
     spec.components.schema("Error", error_schema())
     paths: dict = {}
     for rule in app.url_map.iter_rules():
+        if not is_api(rule):
+            continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             for path, described, prefix in _expanded(rule):
                 operation = _operation(spec, described)
@@ -147,6 +149,11 @@ def build(app) -> dict:
     for path, operations in sorted(paths.items()):
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def is_api(rule) -> bool:
+    """Every route but the admin UI's pages (`/ui`: HTML and forms for people, not operations)."""
+    return not rule.endpoint.startswith("ui.")
 
 
 def _expanded(rule):

@@ -158,7 +158,11 @@ class VirtualKeyAuth:
         master = settings.master_key
         if master and hmac.compare_digest(key.encode(), master.encode()):
             return None  # the master-key plugin answers that one
-        key_hash = hash_key(key)
+        return self.principal_of(hash_key(key))
+
+    def principal_of(self, key_hash: str) -> Principal | None:
+        """Who the key with this hash is (None: no such key), refused as its callers would be
+        (blocked, expired, revoked: an AuthenticationError). The admin UI checks sessions with it."""
         cached = self.cache.get(key_hash)
         if cached is None:
             cached = self._load(key_hash)

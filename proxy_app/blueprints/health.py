@@ -61,15 +61,16 @@ def readiness():
 def health():
     """Every deployment (or those of `?model=`) checked at once; admins only, since it spends calls."""
     admin.require_admin()
-    engine = calls.engine()
-    timeout = _timeout()
-    wanted = request.args.get("model")
+    return check_deployments(calls.engine(), request.args.get("model"), _timeout(), g.call_id)
+
+
+def check_deployments(engine, wanted: str | None, timeout: float, call_id: str) -> dict:
+    """Probe every deployment (or the group `wanted`'s) in parallel; LiteLLM's /health shape."""
     deployments = [d for group in engine.router.groups.values() for d in group.deployments
                    if wanted is None or d.model_name == wanted]
     if wanted is not None and not deployments:
         engine.router.group(wanted)  # the usual 400 listing the valid names
     cooling = engine.router.cooldowns.cooling()
-    call_id = g.call_id
     with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_CHECKS, len(deployments)))) as pool:
         results = list(pool.map(lambda d: _check(engine, d, timeout, call_id, cooling), deployments))
     healthy = [entry for ok, entry in results if ok]

@@ -176,8 +176,11 @@ def list_keys():
 @bp.post("/key/update")
 def update():
     admin.require_admin()
-    data = admin.body(_update)
-    store = admin.store()
+    return update_key(admin.store(), admin.body(_update))
+
+
+def update_key(store, data: dict) -> dict:
+    """Apply a validated /key/update body (`key` names the key)."""
     existing = existing_key(store, data.pop("key"))
     row = store.update_key(existing["key_hash"], key_changes(store, data, existing))
     admin.state().auth.invalidate([existing["key_hash"]])
@@ -187,11 +190,14 @@ def update():
 @bp.post("/key/delete")
 def delete():
     admin.require_admin()
-    data = admin.body(_delete)
+    return delete_keys(admin.store(), admin.body(_delete))
+
+
+def delete_keys(store, data: dict) -> dict:
+    """Delete the keys a validated /key/delete body names (by key, token or alias): all or none."""
     refs, aliases = data.get("keys") or [], data.get("key_aliases") or []
     if not refs and not aliases:
         raise BadRequestError("Give 'keys' or 'key_aliases' to delete.", param="keys", code="missing_parameter")
-    store = admin.store()
     by_alias = store.key_hashes_for_aliases(aliases)
     missing = [a for a in aliases if a not in by_alias]
     if missing:
@@ -211,8 +217,11 @@ def delete():
 @bp.post("/key/regenerate")
 def regenerate():
     admin.require_admin()
-    data = admin.body(_regenerate)
-    store = admin.store()
+    return regenerate_key(admin.store(), admin.body(_regenerate))
+
+
+def regenerate_key(store, data: dict) -> dict:
+    """A new secret for the key a validated /key/regenerate body names; the answer holds it, once."""
     existing = existing_key(store, data.pop("key"))
     key = data.pop("new_key", None) or new_key()
     changes = key_changes(store, data, existing)
@@ -233,8 +242,11 @@ def unblock():
 
 def _set_blocked(blocked: bool):
     admin.require_admin()
-    store = admin.store()
-    existing = existing_key(store, admin.body(_ref)["key"])
+    return set_blocked(admin.store(), admin.body(_ref)["key"], blocked)
+
+
+def set_blocked(store, ref: str, blocked: bool) -> dict:
+    existing = existing_key(store, ref)
     row = store.update_key(existing["key_hash"], {"blocked": blocked})
     admin.state().auth.invalidate([existing["key_hash"]])
     return key_view(row)

@@ -50,8 +50,10 @@ def _members(store, members: list[dict]) -> list[tuple[str, str]]:
 @bp.post("/team/new")
 def new():
     admin.require_admin()
-    data = admin.body(_new)
-    store = admin.store()
+    return new_team(admin.store(), admin.body(_new))
+
+
+def new_team(store, data: dict) -> dict:
     members = _members(store, data.pop("members_with_roles", []))
     data.setdefault("team_id", str(uuid.uuid4()))
     return team_view(store, store.insert_team(data, members))
@@ -81,9 +83,11 @@ def _team_admin(store, team_id: str, user_id: str | None) -> bool:
 @bp.post("/team/update")
 def update():
     admin.require_admin()
-    data = admin.body(_update)
+    return update_team(admin.store(), admin.body(_update))
+
+
+def update_team(store, data: dict) -> dict:
     team_id = data.pop("team_id")
-    store = admin.store()
     existing_team(store, team_id)
     team = store.update_team(team_id, data)
     admin.state().auth.invalidate()  # every key of the team is bounded anew
@@ -93,8 +97,10 @@ def update():
 @bp.post("/team/member_add")
 def member_add():
     admin.require_admin()
-    data = admin.body(_member_add)
-    store = admin.store()
+    return add_members(admin.store(), admin.body(_member_add))
+
+
+def add_members(store, data: dict) -> dict:
     team = existing_team(store, data["team_id"])
     store.add_team_members(team["team_id"], _members(store, data["member"]))
     return team_view(store, team)
@@ -131,11 +137,13 @@ def list_teams():
 @bp.post("/team/member_delete")
 def member_delete():
     admin.require_admin()
-    data = admin.body(_member_delete)
+    return remove_members(admin.store(), admin.body(_member_delete))
+
+
+def remove_members(store, data: dict) -> dict:
     user_ids = ([data["user_id"]] if data.get("user_id") else []) + (data.get("user_ids") or [])
     if not user_ids:
         raise BadRequestError("Give 'user_id' or 'user_ids'.", param="user_id", code="missing_parameter")
-    store = admin.store()
     team = existing_team(store, data["team_id"])
     removed = store.remove_team_members(team["team_id"], user_ids)
     missing = [u for u in user_ids if u not in removed]
@@ -148,8 +156,11 @@ def member_delete():
 @bp.post("/team/delete")
 def delete():
     admin.require_admin()
-    team_ids = admin.body(_delete)["team_ids"]
-    store = admin.store()
+    return delete_teams(admin.store(), admin.body(_delete)["team_ids"])
+
+
+def delete_teams(store, team_ids: list[str]) -> dict:
+    """Delete these teams and their keys: all or none."""
     missing = [t for t in team_ids if store.get_team(t) is None]
     if missing:
         raise NotFoundError(f"There is no team {', '.join(missing)}; nothing was deleted.",

@@ -25,8 +25,11 @@ DEFAULT_ROLE = "internal_user"
 @bp.post("/user/new")
 def new():
     admin.require_admin()
-    data = admin.body(_new)
-    store = admin.store()
+    return new_user(admin.store(), admin.body(_new))
+
+
+def new_user(store, data: dict) -> dict:
+    """Create the user a validated /user/new body describes (and its first key, unless told not to)."""
     teams = data.pop("teams", [])
     if data.get("team_id"):
         teams = list(dict.fromkeys([*teams, data["team_id"]]))
@@ -84,13 +87,15 @@ def list_users():
 @bp.post("/user/update")
 def update():
     admin.require_admin()
-    data = admin.body(_update)
+    return update_user(admin.store(), admin.body(_update))
+
+
+def update_user(store, data: dict) -> dict:
     user_id = data.pop("user_id")
     per_model = {name: data.pop(name) for name in ("model_rpm_limit", "model_tpm_limit") if name in data}
     if per_model:
-        existing = admin.store().get_user(user_id) or {"metadata": {}}
+        existing = store.get_user(user_id) or {"metadata": {}}
         data["metadata"] = {**existing["metadata"], **data.get("metadata", {}), **per_model}
-    store = admin.store()
     user = store.update_user(user_id, data)
     if user is None:
         raise NotFoundError(f"There is no user '{user_id}'.", param="user_id", code="user_not_found")
@@ -102,8 +107,11 @@ def update():
 @bp.post("/user/delete")
 def delete():
     admin.require_admin()
-    user_ids = admin.body(_delete)["user_ids"]
-    store = admin.store()
+    return delete_users(admin.store(), admin.body(_delete)["user_ids"])
+
+
+def delete_users(store, user_ids: list[str]) -> dict:
+    """Delete these users and their keys: all or none."""
     missing = [u for u in user_ids if store.get_user(u) is None]
     if missing:
         raise NotFoundError(f"There is no user {', '.join(missing)}; nothing was deleted.",

@@ -219,6 +219,41 @@ MIGRATIONS.append(
     ]),
 )
 
+MIGRATIONS.append(
+    (60, "spend log paging indexes", [
+        # The logs page pages by (start_time, row_id), newest first, under any one filter: each
+        # index below serves one filter with the ordering built in, so a page is a range read.
+        "CREATE INDEX spend_logs_time_row ON spend_logs (start_time, row_id)",
+        "CREATE INDEX spend_logs_key_row ON spend_logs (key_hash, start_time, row_id)",
+        "CREATE INDEX spend_logs_user_row ON spend_logs (user_id, start_time, row_id)",
+        "CREATE INDEX spend_logs_team_row ON spend_logs (team_id, start_time, row_id)",
+        "CREATE INDEX spend_logs_model_row ON spend_logs (model_group, start_time, row_id)",
+        # A tag's rows are paged from the tag table itself, which therefore learns each row's time.
+        "ALTER TABLE spend_log_tags ADD COLUMN start_time DOUBLE PRECISION",
+        "UPDATE spend_log_tags SET start_time = (SELECT l.start_time FROM spend_logs l "
+        "WHERE l.row_id = spend_log_tags.row_id)",
+        "CREATE INDEX spend_log_tags_tag_row ON spend_log_tags (tag, start_time, row_id)",
+        "DROP INDEX spend_log_tags_tag",
+        # They supersede the (x, start_time) ones: same prefix, one more column.
+        "DROP INDEX spend_logs_time",
+        "DROP INDEX spend_logs_key",
+        "DROP INDEX spend_logs_user",
+        "DROP INDEX spend_logs_team",
+    ]),
+)
+
+MIGRATIONS.append(
+    (61, "admin UI login failures", [
+        # Wrong keys typed into /ui/login, per client address, so every worker and instance
+        # counts the same guesses (rows older than the window are deleted as new ones come).
+        """CREATE TABLE ui_login_failures (
+            client TEXT NOT NULL,
+            failed_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX ui_login_failures_client ON ui_login_failures (client, failed_at)",
+        "CREATE INDEX ui_login_failures_time ON ui_login_failures (failed_at)",
+    ]),
+)
+
 # Each change appends its own entry (numbers are reserved per change, with gaps); they are applied
 # in version order.
 MIGRATIONS.sort(key=lambda migration: migration[0])

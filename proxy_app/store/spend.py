@@ -30,7 +30,10 @@ REPORT_GROUPS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", 
 BUDGET_EPSILON = 1e-9
 # A hold older than this belongs to a call whose worker died mid-call; it stops counting.
 HOLD_SECONDS = 900
-LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group"}
+LOG_FILTERS = {"key": "l.key_hash", "user": "l.user_id", "team": "l.team_id", "model": "l.model_group",
+               "request": "l.request_id"}
+# `spend_log_page`'s status filter: calls that succeeded, or failed.
+STATUS_FILTERS = {"ok": "l.status < 400", "error": "l.status >= 400"}
 
 
 class BudgetRefusal:
@@ -68,8 +71,8 @@ class SpendStore:
                 inserted += 1
                 tags = list(dict.fromkeys(row.get("tags") or ()))
                 for tag in tags:
-                    cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag) VALUES (?, ?)"),
-                                (row["row_id"], tag))
+                    cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag, start_time) VALUES (?, ?, ?)"),
+                                (row["row_id"], tag, row["start_time"]))
                 owners = [("tag", tag) for tag in tags] + [(scope, row[column]) for scope, column in TOTAL_SCOPES
                                                             if row.get(column)]
                 cost = row["cost"] or 0.0  # None: the call could not be priced
@@ -224,6 +227,56 @@ class SpendStore:
                                   "ORDER BY l.start_time DESC, l.row_id LIMIT ? OFFSET ?"),
                         (*params, limit, offset))
             return [_decode_spend(r) for r in cur.fetchall()], total
+
+    def spend_log_page(self, *, filters: dict, tag=None, status=None, start=None, end=None, after=None,
+                       limit=50) -> list[dict]:
+        """Rows matching every filter, newest first, from just after `after` (the (start_time,
+        row_id) of the previous page's last row) on.
+
+        Keyset paging: each page is an index range read from where the last one ended (no OFFSET,
+        no COUNT), so page 1,000 costs what page 1 does. Ties in start_time are ordered by row_id;
+        the indexes of migration 60 carry both, so no page is sorted in memory.
+        """
+        where, params = self._spend_where(filters, start, end)
+        if status is not None:
+            where.append(STATUS_FILTERS[status])
+        # Under a tag, the tag table leads (its (tag, start_time, row_id) index is the order);
+        # otherwise spend_logs does, through the index of the filter it has.
+        order = "t" if tag is not None else "l"
+        source = "spend_logs l"
+        if tag is not None:
+            source = "spend_log_tags t JOIN spend_logs l ON l.row_id = t.row_id"
+            where.append("t.tag = ?")
+            params.append(tag)
+        if after is not None:
+            where.append(f"({order}.start_time < ? OR ({order}.start_time = ? AND {order}.row_id < ?))")
+            params += [after[0], after[0], after[1]]
+        clause = " AND ".join(where) or "1 = 1"
+        columns = ", ".join(f"l.{c}" for c in SPEND_COLUMNS)
+        with self._transaction() as cur:
+            cur.execute(self._sql(f"SELECT {columns} FROM {source} WHERE {clause} "
+                                  f"ORDER BY {order}.start_time DESC, {order}.row_id DESC LIMIT ?"), (*params, limit))
+            return [_decode_spend(r) for r in cur.fetchall()]
+
+    def spend_log_row(self, row_id: str) -> dict | None:
+        columns = ", ".join(SPEND_COLUMNS)
+        with self._transaction() as cur:
+            cur.execute(self._sql(f"SELECT {columns} FROM spend_logs WHERE row_id = ?"), (row_id,))
+            found = cur.fetchone()
+        return _decode_spend(found) if found else None
+
+    def spend_overview(self, *, start=None, end=None) -> dict:
+        """Calls, failed calls, spend, tokens and mean latency in a time range."""
+        where, params = self._spend_where({}, start, end)
+        clause = " AND ".join(where) or "1 = 1"
+        with self._transaction() as cur:
+            cur.execute(self._sql(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN l.status >= 400 THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(l.cost), 0), COALESCE(SUM(l.total_tokens), 0), AVG(l.latency_ms) "
+                f"FROM spend_logs l WHERE {clause}"), tuple(params))
+            calls, errors, spend, tokens, latency = cur.fetchone()
+        return {"calls": calls, "errors": errors, "spend": spend, "total_tokens": tokens,
+                "mean_latency_ms": latency}
 
     def spend_report(self, group_by: str, *, start=None, end=None) -> list[dict]:
         """Spend, calls and tokens per UTC day and per key, user, team, model or tag."""

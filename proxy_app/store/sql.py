@@ -127,21 +127,28 @@ class SQLStore(SpendStore, ModelStore):
                         tuple(aliases))
             return dict(cur.fetchall())
 
-    def list_keys(self, *, user_id=None, team_id=None, key_alias=None, offset=0, limit=50) -> tuple[list, int]:
-        """One page of keys matching every given filter, oldest first, and how many match in all."""
-        return self._page("keys", KEY_COLUMNS, "key_hash",
-                          {"user_id": user_id, "team_id": team_id, "key_alias": key_alias}, offset, limit)
+    def list_keys(self, *, user_id=None, team_id=None, key_alias=None, search=None, offset=0,
+                  limit=50) -> tuple[list, int]:
+        """One page of keys matching every given filter, oldest first, and how many match in all;
+        `search` is a piece of the alias, owner, team or masked key."""
+        filters = {"user_id": user_id, "team_id": team_id, "key_alias": key_alias}
+        return self._page(table="keys", columns=KEY_COLUMNS, filters=filters, search=search,
+                          searched=("key_alias", "user_id", "team_id", "key_name"), order="created_at, key_hash",
+                          offset=offset, limit=limit)
 
-    def _page(self, table, columns, id_column, filters: dict, offset, limit) -> tuple[list, int]:
-        """Rows of `table` equal to every non-None filter (names from the fixed column lists)."""
-        given = [(name, value) for name, value in filters.items() if value is not None]
-        where = " AND ".join(f"{name} = ?" for name, _ in given) or "1 = 1"
-        params = tuple(value for _, value in given)
+    def _page(self, *, table, columns, filters, search, searched, order, offset, limit) -> tuple[list, int]:
+        where = [f"{name} = ?" for name, value in filters.items() if value is not None]
+        params = [value for value in filters.values() if value is not None]
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(" + " OR ".join(f"LOWER({c}) LIKE LOWER(?) ESCAPE '\\'" for c in searched) + ")")
+            params += [pattern] * len(searched)
+        clause = " AND ".join(where) or "1 = 1"
         with self._transaction() as cur:
-            cur.execute(self._sql(f"SELECT COUNT(*) FROM {table} WHERE {where}"), params)
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM {table} WHERE {clause}"), tuple(params))
             total = cur.fetchone()[0]
-            cur.execute(self._sql(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} "
-                                  f"ORDER BY created_at, {id_column} LIMIT ? OFFSET ?"), params + (limit, offset))
+            cur.execute(self._sql(f"SELECT {', '.join(columns)} FROM {table} WHERE {clause} "
+                                  f"ORDER BY {order} LIMIT ? OFFSET ?"), (*params, limit, offset))
             return [self._decode(columns, r) for r in cur.fetchall()], total
 
     def update_key(self, key_hash: str, changes: dict) -> dict | None:
@@ -189,10 +196,6 @@ class SQLStore(SpendStore, ModelStore):
             row = cur.fetchone()
             return self._decode(USER_COLUMNS, row) if row else None
 
-    def list_users(self, *, user_role=None, offset=0, limit=50) -> tuple[list, int]:
-        """One page of users (of one role, if given), oldest first, and how many match in all."""
-        return self._page("users", USER_COLUMNS, "user_id", {"user_role": user_role}, offset, limit)
-
     def update_user(self, user_id: str, changes: dict) -> dict | None:
         with self._transaction(write=True) as cur:
             if not self._update(cur, "users", "user_id", user_id, changes, what="user"):
@@ -213,6 +216,13 @@ class SQLStore(SpendStore, ModelStore):
             self._bump(cur)
             return users, keys
 
+    def list_users(self, *, user_role=None, search=None, offset=0, limit=50) -> tuple[list, int]:
+        """One page of users (oldest first; of one role, if given) whose id, email or role contains
+        `search`, and the count."""
+        return self._page(table="users", columns=USER_COLUMNS, filters={"user_role": user_role}, search=search,
+                          searched=("user_id", "user_email", "user_role"), order="created_at, user_id",
+                          offset=offset, limit=limit)
+
     def user_teams(self, user_id: str) -> list[str]:
         with self._transaction() as cur:
             cur.execute(self._sql("SELECT team_id FROM team_members WHERE user_id = ? ORDER BY team_id"), (user_id,))
@@ -229,9 +239,6 @@ class SQLStore(SpendStore, ModelStore):
     def get_team(self, team_id: str) -> dict | None:
         with self._transaction() as cur:
             return self._one(cur, "teams", TEAM_COLUMNS, "team_id", team_id)
-
-    def list_teams(self, *, offset=0, limit=50) -> tuple[list, int]:
-        return self._page("teams", TEAM_COLUMNS, "team_id", {}, offset, limit)
 
     def update_team(self, team_id: str, changes: dict) -> dict | None:
         with self._transaction(write=True) as cur:
@@ -253,6 +260,12 @@ class SQLStore(SpendStore, ModelStore):
             self._bump(cur)
             return teams, keys
 
+    def list_teams(self, *, search=None, offset=0, limit=50) -> tuple[list, int]:
+        """One page of teams (oldest first) whose id or alias contains `search`, and the count."""
+        return self._page(table="teams", columns=TEAM_COLUMNS, filters={}, search=search,
+                          searched=("team_id", "team_alias"), order="created_at, team_id",
+                          offset=offset, limit=limit)
+
     def team_members(self, team_id: str) -> list[dict]:
         with self._transaction() as cur:
             cur.execute(self._sql("SELECT user_id, role FROM team_members WHERE team_id = ? ORDER BY user_id"),
@@ -272,6 +285,20 @@ class SQLStore(SpendStore, ModelStore):
                 cur.execute(self._sql("DELETE FROM team_members WHERE team_id = ? AND user_id = ?"), (team_id, user_id))
             self._bump(cur)
             return present
+
+    # -- admin UI logins -------------------------------------------------------------------------
+
+    def login_failures(self, client: str, since: float) -> list[float]:
+        """When `client` typed a wrong key into the UI's login since `since`, oldest first."""
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT failed_at FROM ui_login_failures WHERE client = ? AND failed_at >= ? "
+                                  "ORDER BY failed_at"), (client, since))
+            return [r[0] for r in cur.fetchall()]
+
+    def record_login_failure(self, client: str, now: float, forget_before: float) -> None:
+        with self._transaction(write=True) as cur:
+            cur.execute(self._sql("DELETE FROM ui_login_failures WHERE failed_at < ?"), (forget_before,))
+            cur.execute(self._sql("INSERT INTO ui_login_failures (client, failed_at) VALUES (?, ?)"), (client, now))
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -114,3 +114,35 @@ def test_a_budget_reached_by_summed_costs_is_reached_despite_rounding(store):
     store.record_spend([spend_row(f"r{i}", cost=cost, budgets=[("key", "k1", 0.0, "none")]) for i in range(10)])
     assert store.budget_counter("key", "k1", 0.0)[0] < 10 * cost
     assert store.reserve_budget("c", [("key", "k1", 0.0, 10 * cost, cost)], time.time()) is not None
+
+
+def test_log_pages_follow_on_from_the_last_row_in_time_then_row_order(store):
+    # Rows sharing a start time are ordered by row id, so no row is skipped or shown twice.
+    store.record_spend([spend_row(f"r{i}", tags=["t"] if i % 2 else [], key_hash="k1" if i < 6 else "k2",
+                                  status=500 if i % 3 == 0 else 200, start_time=1_700_000_000.0 + i // 3)
+                        for i in range(9)])
+    seen, after = [], None
+    while True:
+        page = store.spend_log_page(filters={}, after=after, limit=2)
+        if not page:
+            break
+        seen += [r["row_id"] for r in page]
+        after = (page[-1]["start_time"], page[-1]["row_id"])
+    assert seen == ["r8", "r7", "r6", "r5", "r4", "r3", "r2", "r1", "r0"]
+    tagged = store.spend_log_page(filters={}, tag="t", limit=2)
+    assert [r["row_id"] for r in tagged] == ["r7", "r5"]
+    assert [r["row_id"] for r in store.spend_log_page(filters={}, tag="t", after=(1_700_000_001.0, "r5"))] \
+        == ["r3", "r1"]
+    assert [r["row_id"] for r in store.spend_log_page(filters={"key": "k1"}, status="error")] == ["r3", "r0"]
+    assert store.spend_log_page(filters={"request": "call-r4"})[0]["row_id"] == "r4"
+    assert store.spend_log_row("r4")["tags"] == [] and store.spend_log_row("nope") is None
+
+
+def test_the_overview_counts_calls_failures_spend_and_latency(store):
+    store.record_spend([spend_row("a", cost=1.0, status=200, start_time=100.0),
+                        spend_row("b", cost=0.0, status=429, start_time=200.0, latency_ms=3000.0),
+                        spend_row("c", cost=2.0, status=200, start_time=300.0)])
+    overview = store.spend_overview(start=150.0)
+    assert overview == {"calls": 2, "errors": 1, "spend": 2.0, "total_tokens": 30, "mean_latency_ms": 2000.0}
+    assert store.spend_overview(start=1000.0) == {"calls": 0, "errors": 0, "spend": 0, "total_tokens": 0,
+                                                  "mean_latency_ms": None}

@@ -69,6 +69,24 @@ def test_keys_list_by_filter_and_page(store):
     assert total == 5 and [r["key_hash"] for r in rows] == ["h0", "h1", "h2", "h3", "h4"]
 
 
+def test_keys_users_and_teams_are_searched_by_a_piece_of_their_names(store):
+    for user_id, email in (("ann", "ann@example.com"), ("bob", "BOB@corp.example"), ("a_b", None)):
+        store.insert_user({"user_id": user_id, "user_email": email, "user_role": "internal_user", "models": [],
+                           "metadata": {}})
+    store.insert_team({"team_id": "search", "team_alias": "Search Ranking", "models": [], "metadata": {},
+                       "tags": []})
+    store.insert_team({"team_id": "ops", "team_alias": None, "models": [], "metadata": {}, "tags": []})
+    store.insert_key(key_row("h1", key_alias="search-prod", team_id="search"))
+    store.insert_key(key_row("h2", key_alias="billing", user_id="bob"))
+    assert [r["user_id"] for r in store.list_users(search="corp")[0]] == ["bob"]
+    assert store.list_users(search="b_b")[1] == 0  # "_" is a character here, not LIKE's wildcard (bob)
+    assert store.list_users(limit=2)[1] == 3 and len(store.list_users(limit=2)[0]) == 2
+    assert [r["team_id"] for r in store.list_teams(search="ranking")[0]] == ["search"]
+    assert [r["key_hash"] for r in store.list_keys(search="SEARCH")[0]] == ["h1"]
+    assert [r["key_hash"] for r in store.list_keys(search="bob")[0]] == ["h2"]
+    assert store.list_keys(search="%")[1] == 0
+
+
 def test_deleted_and_regenerated_keys_are_remembered_as_such(store):
     store.insert_key(key_row("h1"))
     store.insert_key(key_row("h2"))
@@ -131,3 +149,13 @@ def test_sqlite_keeps_its_file_in_wal_mode(tmp_path):
     with sqlite3.connect(tmp_path / "dheera_ai.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
+
+
+def test_login_failures_are_counted_per_client_and_forgotten_after_the_window(store):
+    for moment in (100.0, 200.0, 300.0):
+        store.record_login_failure("10.0.0.1", moment, forget_before=0.0)
+    store.record_login_failure("10.0.0.2", 310.0, forget_before=0.0)
+    assert store.login_failures("10.0.0.1", since=150.0) == [200.0, 300.0]
+    store.record_login_failure("10.0.0.2", 400.0, forget_before=250.0)  # drops what is older than that
+    assert store.login_failures("10.0.0.1", since=0.0) == [300.0]
+    assert store.login_failures("10.0.0.2", since=0.0) == [310.0, 400.0]
