@@ -90,11 +90,13 @@ def bad_request(exc: ValueError, provider: str) -> BadRequestError:
 
 
 @contextmanager
-def upstream_errors(classify, provider: str):
+def upstream_errors(classify, provider: str, *, with_headers: bool = False):
     """Re-map an upstream's error answer by what its body says, not only its status.
 
-    `classify(status, parsed_body)` returns an error kind (`dheera_ai.errors.error_for_kind`)
-    or None to keep the status-based error. The message and Retry-After are kept.
+    `classify(status, parsed_body)` (plus the answer's headers with `with_headers`, for an API
+    that names the error in a header) returns an error kind (`dheera_ai.errors.error_for_kind`),
+    or (kind, code) to set the error's code too, or None to keep the status-based error. The
+    message and Retry-After are kept.
     """
     try:
         yield
@@ -106,10 +108,12 @@ def upstream_errors(classify, provider: str):
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             parsed = None
-        kind = classify(error.upstream_status, parsed)
+        extra = (getattr(error, "upstream_headers", None) or {},) if with_headers else ()
+        kind = classify(error.upstream_status, parsed, *extra)
+        kind, code = kind if isinstance(kind, tuple) else (kind, error.code)
         if kind is None:
             raise
-        raise error_for_kind(kind, error.message, code=error.code, param=error.param, provider=provider,
+        raise error_for_kind(kind, error.message, code=code, param=error.param, provider=provider,
                              headers=error.headers) from None
 
 

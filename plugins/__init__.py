@@ -14,4 +14,5 @@ BUILTIN = (
     "plugins.providers.gemini",
     "plugins.providers.dheera_ai_proxy",
     "plugins.providers.openai_compatible",
+    "plugins.providers.bedrock",
 )
