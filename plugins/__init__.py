@@ -15,4 +15,5 @@ BUILTIN = (
     "plugins.providers.dheera_ai_proxy",
     "plugins.providers.openai_compatible",
     "plugins.providers.bedrock",
+    "plugins.providers.vertex_ai",
 )
