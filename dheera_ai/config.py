@@ -199,6 +199,8 @@ class RouterSettingsSchema(Schema):
     timeout = fields.Float(allow_none=True, validate=_positive)
     stream_timeout = fields.Float(allow_none=True, validate=_positive)
     enable_tag_filtering = fields.Boolean(load_default=False)
+    # alias -> model group, or {model: group, hidden: bool} (hidden: not listed by /v1/models).
+    model_group_alias = fields.Dict(keys=fields.String(), load_default=dict)
     # Share of calls the latency strategy sends to a random deployment, so it notices recoveries.
     latency_exploration = fields.Float(load_default=0.05, validate=validate.Range(min=0, max=1))
 
@@ -213,6 +215,13 @@ def load_router_settings(raw: dict, group_names) -> dict:
     """Validated router settings; fallbacks must name configured groups. Raises ValidationError."""
     settings = RouterSettingsSchema().load(raw or {})
     known = set(group_names)
+    from dheera_ai.router.wildcards import model_allowed  # the router imports this module
+
+    for alias, target in settings["model_group_alias"].items():
+        target = target.get("model") if isinstance(target, dict) else target
+        if not isinstance(target, str) or not model_allowed(target, known):
+            raise ValidationError({"model_group_alias": {alias: [f"names no configured model group ({target!r}); "
+                                                                 "write a model_name or {model, hidden}"]}})
     for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
         for group, targets in settings[key].items():
             unknown = [g for g in [group, *targets] if g not in known and g != "*"]
@@ -356,7 +365,8 @@ def parse_deployment(index: int, raw: dict, provider_names) -> Deployment:
 
 def _deployment(index, entry, block, provider_names, missing) -> Deployment:
     params = dict(entry[block])
-    provider, model = split_model(params["model"], provider_names)
+    # `model: "*"`: the caller's `provider/model` decides, per call (dheera_ai.router.wildcards).
+    provider, model = ("*", "*") if params["model"] == "*" else split_model(params["model"], provider_names)
     for key in ("rpm", "tpm"):  # LiteLLM allows these beside the params block too
         if key in entry and params.get(key) is None:
             params[key] = entry[key]

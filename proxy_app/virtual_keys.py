@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from dheera_ai import hookimpl
 from dheera_ai.errors import AuthenticationError, PermissionDeniedError
+from dheera_ai.router.wildcards import model_allowed
 from dheera_ai.types import Principal
 from proxy_app.store import StoreUnavailableError
 
@@ -161,7 +162,7 @@ class VirtualKeyAuth:
         principal = call.principal
         if principal is None or principal.kind != "virtual_key" or principal.models is None:
             return
-        if call.model not in principal.models:
+        if not model_allowed(call.model, principal.models):
             allowed = ", ".join(sorted(principal.models)) or "(none)"
             raise PermissionDeniedError(
                 f"This key may not use the model '{call.model}'. Allowed models: {allowed}.",
