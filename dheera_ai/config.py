@@ -386,6 +386,13 @@ def load_router_settings(raw: dict, group_names) -> dict:
     """Validated router settings; fallbacks must name configured groups. Raises ValidationError."""
     settings = RouterSettingsSchema().load(raw or {})
     known = set(group_names)
+    from dheera_ai.router.wildcards import model_allowed  # the router imports this module
+
+    for alias, target in settings["model_group_alias"].items():
+        target = target.get("model") if isinstance(target, dict) else target
+        if not isinstance(target, str) or not model_allowed(target, known):
+            raise ValidationError({"model_group_alias": {alias: [f"names no configured model group ({target!r}); "
+                                                                 "write a model_name or {model, hidden}"]}})
     for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
         for group, targets in settings[key].items():
             unknown = [g for g in [group, *targets] if g not in known and g != "*"]
@@ -394,13 +401,6 @@ def load_router_settings(raw: dict, group_names) -> dict:
     unknown = [g for g in settings["default_fallbacks"] if g not in known]
     if unknown:
         raise ValidationError({"default_fallbacks": [f"unknown model group '{unknown[0]}'"]})
-    aliases = {}
-    for alias, target in settings["model_group_alias"].items():
-        group = target.get("model") if isinstance(target, dict) else target
-        if not isinstance(group, str) or group not in known:
-            raise ValidationError({"model_group_alias": {alias: [f"unknown model group {group!r}"]}})
-        aliases[alias] = (group, bool(target.get("hidden")) if isinstance(target, dict) else False)
-    settings["model_group_alias"] = aliases
     return settings
 
 
@@ -693,7 +693,8 @@ def parse_deployment(index: int, raw: dict, provider_names) -> Deployment:
 
 def _deployment(index, entry, block, provider_names, missing) -> Deployment:
     params = dict(entry[block])
-    provider, model = split_model(params["model"], provider_names)
+    # `model: "*"`: the caller's `provider/model` decides, per call (dheera_ai.router.wildcards).
+    provider, model = ("*", "*") if params["model"] == "*" else split_model(params["model"], provider_names)
     for key in ("rpm", "tpm"):  # LiteLLM allows these beside the params block too
         if key in entry and params.get(key) is None:
             params[key] = entry[key]

@@ -28,7 +28,8 @@ class Engine:
             {name: value for name, value in os.environ.items() if redact.is_secret_name(name)}))
         self.plugin_manager = plugin_manager
         self.providers = providers
-        self.router = Router(config.deployments, config.router_settings, cooldown_store(config))
+        self.router = Router(config.deployments, config.router_settings, cooldown_store(config),
+                             provider_names=providers.names())
         # Every upstream the config names keeps its connections, however many there are.
         http.expect_hosts(len({d.params.get("api_base") for d in config.deployments}))
         self.pipeline = Pipeline(plugin_manager, config, self.router, providers)

@@ -314,7 +314,7 @@ def upstream_error(response, provider: str) -> DheeraAIError:
     else:
         error = error_for_status(status, message, code=code, param=param, provider=provider, headers=headers)
     # Kept for providers whose error bodies say more than the status (see providers.upstream_errors).
-    error.upstream_status, error.upstream_body = status, body
+    error.upstream_status, error.upstream_body, error.upstream_headers = status, body, response.headers
     return error
 
 

@@ -32,6 +32,9 @@ class Provider:
     # Params of which a deployment needs one to authenticate (the first is asked for when all are
     # missing); empty for a provider that needs no key (a local server, the mock).
     key_params: tuple = ("api_key",)
+    # True for a cloud provider that signs with the gateway's own cloud credentials (its credential
+    # chain, a token it refreshes): a client-built deployment may never use it.
+    server_credentials_only: bool = False
 
     def handle(self, call: Call, deployment: Deployment) -> Reply:
         method = getattr(self, call.call_type, None)
@@ -104,11 +107,13 @@ def bad_request(exc: ValueError, provider: str) -> BadRequestError:
 
 
 @contextmanager
-def upstream_errors(classify, provider: str):
+def upstream_errors(classify, provider: str, *, with_headers: bool = False):
     """Re-map an upstream's error answer by what its body says, not only its status.
 
-    `classify(status, parsed_body)` returns an error kind (`dheera_ai.errors.error_for_kind`)
-    or None to keep the status-based error. The message and Retry-After are kept.
+    `classify(status, parsed_body)` (plus the answer's headers with `with_headers`, for an API
+    that names the error in a header) returns an error kind (`dheera_ai.errors.error_for_kind`),
+    or (kind, code) to set the error's code too, or None to keep the status-based error. The
+    message and Retry-After are kept.
     """
     try:
         yield
@@ -120,10 +125,12 @@ def upstream_errors(classify, provider: str):
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             parsed = None
-        kind = classify(error.upstream_status, parsed)
+        extra = (getattr(error, "upstream_headers", None) or {},) if with_headers else ()
+        kind = classify(error.upstream_status, parsed, *extra)
+        kind, code = kind if isinstance(kind, tuple) else (kind, error.code)
         if kind is None:
             raise
-        raise error_for_kind(kind, error.message, code=error.code, param=error.param, provider=provider,
+        raise error_for_kind(kind, error.message, code=code, param=error.param, provider=provider,
                              headers=error.headers) from None
 
 

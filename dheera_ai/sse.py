@@ -150,25 +150,32 @@ def _parse_block(block: bytes):
 
 
 def translated_chat_stream(chunks, translator, reply: Reply, include_usage: bool, *, feed=None,
-                           failure=(), convert=None):
+                           failure=(), convert=None, decode=None):
     """A foreign event stream as OpenAI chat chunks, ending in `data: [DONE]`.
 
     `translator` is one of the `dheera_ai.translate` stream classes: `feed(event name, data)`
     (or the `feed` given) returns the chunk dicts for one event, and `usage`/`usage_chunk()` the
-    totals. An exception of a `failure` type (an error event) is raised as `convert(exc)`. The
-    usage chunk is sent only when the client asked for it.
+    totals. `decode(chunks)` yields the (event name, parsed data) pairs: SSE with JSON data unless
+    given (Bedrock's event streams). An exception of a `failure` type (an error event) is raised
+    as `convert(exc)`. The usage chunk is sent only when the client asked for it.
     """
     feed = feed or translator.feed
-    for name, data in parse_events(chunks):
-        try:
-            produced = feed(name, orjson.loads(data))
-        except orjson.JSONDecodeError:
-            continue  # a keep-alive or a payload no client could use
-        except failure as exc:
-            raise convert(exc) from None
-        for chunk in produced:
-            yield event(chunk)
+    try:
+        for name, data in (decode or json_events)(chunks):
+            for chunk in feed(name, data):
+                yield event(chunk)
+    except failure as exc:
+        raise convert(exc) from None
     reply.usage = Usage.from_openai(translator.usage)
     if include_usage and translator.usage is not None:
         yield event(translator.usage_chunk())
     yield DONE
+
+
+def json_events(chunks):
+    """(event name, parsed JSON data) for each SSE event; keep-alives and non-JSON data are skipped."""
+    for name, data in parse_events(chunks):
+        try:
+            yield name, orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue  # a keep-alive or a payload no client could use

@@ -16,4 +16,6 @@ BUILTIN = (
     "plugins.providers.dheera_ai_proxy",
     "plugins.providers.openai_compatible",
     "plugins.providers.unbuilt",
+    "plugins.providers.bedrock",
+    "plugins.providers.vertex_ai",
 )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from dheera_ai import hookimpl
 from dheera_ai.errors import AuthenticationError
+from dheera_ai.router.wildcards import model_allowed
 from dheera_ai.types import Principal
 from proxy_app.store import StoreUnavailableError
 
@@ -106,7 +107,7 @@ def _check_model(principal, model: str) -> None:
     LiteLLM answers it (clients and its tests expect that status here)."""
     if principal is None or principal.kind != "virtual_key" or principal.models is None:
         return
-    if model not in principal.models:
+    if not model_allowed(model, principal.models):
         allowed = ", ".join(sorted(principal.models)) or "(none)"
         raise AuthenticationError(f"This key may not use the model '{model}'. Allowed models: {allowed}.",
                                   param="model", code="model_not_allowed")

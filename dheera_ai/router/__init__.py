@@ -17,6 +17,7 @@ from dheera_ai.errors import BadRequestError, DheeraAIError, NotFoundError, Rate
 from dheera_ai.router import policy
 from dheera_ai.router.cooldowns import CooldownStore, MemoryCooldowns
 from dheera_ai.router.strategies import STRATEGIES, DeploymentLimits, DeploymentStats
+from dheera_ai.router.wildcards import RESOLVED_KEPT, Wildcards, aliases, is_pattern
 from dheera_ai.types import Call, Deployment
 
 DEFAULT_TAG = "default"
@@ -82,13 +83,14 @@ class Router:
     """Model groups, the routing settings, and the state (stats, cooldowns) behind choosing."""
 
     def __init__(self, deployments: list[Deployment], settings: dict | None = None,
-                 cooldowns: CooldownStore | None = None):
+                 cooldowns: CooldownStore | None = None, provider_names=()):
         if settings is None:
             settings = load_router_settings({}, {d.model_name for d in deployments})
         self.settings = settings
         self.cooldowns = cooldowns or MemoryCooldowns()
         self.stats = DeploymentStats()
         self.limits = DeploymentLimits()
+        self.provider_names = provider_names
         self.set_deployments(deployments)
 
     def set_deployments(self, deployments: list[Deployment]) -> None:
@@ -97,8 +99,13 @@ class Router:
         by_name: dict[str, list[Deployment]] = {}
         for deployment in deployments:
             by_name.setdefault(deployment.model_name, []).append(self._with_defaults(deployment))
-        groups = {name: ModelGroup(name, members, self.stats, self.settings) for name, members in by_name.items()}
-        self.groups, self._by_id = groups, {d.id: d for group in groups.values() for d in group.deployments}
+        # Configured names are the groups; patterned ones (`*`, `openai/*`) make groups on demand.
+        self.groups = {name: ModelGroup(name, members, self.stats, self.settings)
+                       for name, members in by_name.items() if not is_pattern(name)}
+        self.wildcards = Wildcards({n: m for n, m in by_name.items() if is_pattern(n)}, self.provider_names)
+        self.aliases = aliases(self.settings)
+        self._resolved: dict[str, ModelGroup] = {}
+        self._by_id = {d.id: d for group in self.groups.values() for d in group.deployments}
 
     def _with_defaults(self, deployment: Deployment) -> Deployment:
         """Router-wide `timeout`/`stream_timeout` become the deployment's own unless it has one."""
@@ -112,28 +119,37 @@ class Router:
         self.limits = limits
 
     def model_names(self) -> list[str]:
-        """The groups and the aliases not marked hidden (router_settings.model_group_alias)."""
-        shown = [a for a, (group, hidden) in self.settings.get("model_group_alias", {}).items()
-                 if not hidden and group in self.groups and a not in self.groups]
-        return list(self.groups) + shown
+        """The configured model groups and the aliases that are not hidden (patterns aside)."""
+        return list(self.groups) + [a for a, (_, hidden) in self.aliases.items() if not hidden and a not in self.groups]
 
     def find(self, deployment_id: str) -> Deployment:
         """The deployment with this id; a 404 once the config no longer has it."""
         deployment = self._by_id.get(deployment_id)
+        if deployment is None:
+            deployment = next((d for g in self._resolved.values() for d in g.deployments if d.id == deployment_id),
+                              None)
         if deployment is None:
             raise NotFoundError("The deployment that created this object is no longer configured.",
                                 code="deployment_not_found")
         return deployment
 
     def group(self, name: str) -> ModelGroup:
-        group = self.groups.get(name)
-        if group is None and name in self.settings.get("model_group_alias", ()):
-            group = self.groups.get(self.settings["model_group_alias"][name][0])
-        if group is None:
+        """The group serving `name`: configured, else an alias's target, else a pattern's match."""
+        group = self.groups.get(name) or self._resolved.get(name)
+        if group is not None:
+            return group
+        if name in self.aliases:
+            return self.group(self.aliases[name][0])
+        members = self.wildcards.resolve(name)
+        if members is None:
+            valid = sorted(self.model_names() + self.wildcards.patterns)
             raise BadRequestError(
-                f"Invalid model name '{name}'. "
-                f"Valid models: {', '.join(sorted(self.groups)) or '(none configured)'}",
+                f"Invalid model name '{name}'. Valid models: {', '.join(valid) or '(none configured)'}",
                 param="model", code="model_not_found")
+        if len(self._resolved) >= RESOLVED_KEPT:  # names a caller invents must not grow memory
+            self._resolved.clear()
+        group = self._resolved[name] = ModelGroup(name, [self._with_defaults(d) for d in members], self.stats,
+                                                  self.settings)
         return group
 
     def choose(self, call: Call, group_name: str | None = None, exclude=frozenset()) -> Deployment:

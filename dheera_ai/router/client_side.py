@@ -104,6 +104,9 @@ def client_routing(call: Call, config, router, providers):
         raise _disabled(offered, per_deployment=True, model=call.model)
     if "api_base" in values:
         check_client_url(values["api_base"], allowed_hosts)
+        if any(providers[d.provider].server_credentials_only for d in group.deployments if d.provider in providers):
+            raise BadRequestError("A client-supplied api_base cannot be used with a cloud provider that signs with "
+                                  "the gateway's own credentials.", param="api_base", code="client_provider_refused")
         if "api_key" not in values:
             # Otherwise the deployment's own key would go to an address the client chose.
             raise BadRequestError("A client-supplied api_base needs a client-supplied api_key as well.",
@@ -133,6 +136,10 @@ def user_router(raw, allowed_hosts: tuple, providers):
             check_header_value(deployment.params["api_key"], f"{where}.api_key")
         if deployment.params.get("api_base") is not None:
             check_client_url(deployment.params["api_base"], allowed_hosts, param=f"{where}.api_base")
+        if providers[deployment.provider].server_credentials_only:
+            raise BadRequestError(f"{where}: the {deployment.provider} provider signs with the gateway's own cloud "
+                                  "credentials, which a user_config deployment never gets.",
+                                  param=f"{where}.litellm_params.model", code="client_provider_refused")
         key_params = providers[deployment.provider].key_params
         if key_params and not any(deployment.params.get(name) for name in key_params):
             # Without one, the provider would look for the server's own key.

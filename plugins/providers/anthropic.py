@@ -101,8 +101,11 @@ class AnthropicProvider(Provider):
         return messages_reply(response, call.stream)
 
 
-def messages_reply(response, stream: bool) -> Reply:
-    """An upstream Messages API answer as the client's, byte for byte, with its usage counted."""
+def messages_reply(response, stream: bool, events=None) -> Reply:
+    """An upstream Messages API answer as the client's, byte for byte, with its usage counted.
+
+    `events` is the stream's SSE bytes when they are not the response's body as it is (Bedrock
+    wraps each event in its own framing)."""
     if not stream:
         content = response.content
         try:
@@ -124,7 +127,7 @@ def messages_reply(response, stream: bool) -> Reply:
             counted.update({k: v for k, v in (usage or {}).items() if isinstance(v, int)})
             reply.usage = _usage(counted)
 
-    reply.stream = _closing(response, relay_named_events(http.iter_body(response), watch))
+    reply.stream = _closing(response, relay_named_events(events or http.iter_body(response), watch))
     return reply
 
 

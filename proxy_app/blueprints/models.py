@@ -7,6 +7,7 @@ instead of the models.
 from flask import Blueprint, current_app, request
 
 from dheera_ai.errors import NotFoundError
+from dheera_ai.router.wildcards import model_allowed
 from proxy_app import calls
 
 bp = Blueprint("models", __name__)
@@ -15,9 +16,12 @@ CREATED = 1700000000
 
 
 def _visible_models(principal) -> list[str]:
-    names = calls.engine().router.model_names()
+    """What this caller may call: the configured names and aliases, then the wildcard patterns
+    (`openai/*`, `*`) as LiteLLM lists them when asked for wildcard routes."""
+    router = calls.engine().router
+    names = router.model_names() + router.wildcards.patterns
     if principal.models is not None:
-        names = [n for n in names if n in principal.models]
+        names = [n for n in names if model_allowed(n, principal.models)]
     return names
 
 
@@ -49,7 +53,9 @@ def routes():
 @bp.get("/v1/models/<path:name>")
 def get_model(name):
     principal = calls.authenticate()
-    if name not in _visible_models(principal):
+    wildcards = calls.engine().router.wildcards
+    matched = wildcards.matches(name) and (principal.models is None or model_allowed(name, principal.models))
+    if name not in _visible_models(principal) and not matched:
         raise NotFoundError(f"The model '{name}' does not exist on this gateway.", param="model",
                             code="model_not_found")
     return _model(name)

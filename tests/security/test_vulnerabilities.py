@@ -89,8 +89,20 @@ def sent(upstream) -> str:
 
 
 def test_the_list_of_providers_checked_here_is_every_provider():
-    # sagemaker is registered but not built: every call is a 501 before anything is sent.
-    assert PROVIDERS == [n for n in client_engine().pipeline.providers.names() if n not in ("mock", "sagemaker")]
+    # sagemaker is registered but not built: every call is a 501 before anything is sent. The
+    # cloud providers sign with the server's own credentials: refused for a client outright (below).
+    assert PROVIDERS == [n for n in client_engine().pipeline.providers.names()
+                         if n not in ("mock", "sagemaker", *CLOUDS)]
+
+
+CLOUDS = ("bedrock", "vertex_ai")
+
+
+@pytest.mark.parametrize("provider", CLOUDS)
+def test_a_user_config_deployment_on_a_cloud_provider_is_refused(provider, server_environment, upstream, internal):
+    error = call_through(client_engine(), provider, {"api_base": upstream.url + "/v1", "api_key": "client-own"})
+    assert isinstance(error, BadRequestError) and error.code == "client_provider_refused"
+    assert upstream.requests == []
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
