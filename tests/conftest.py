@@ -1,5 +1,6 @@
 import importlib
 import logging
+import os
 
 import pytest
 
@@ -11,6 +12,10 @@ from tests.support.servers import LiveServer
 from tests.support.services import proxied_redis  # noqa: F401 - a fixture for every module
 
 MASTER_KEY = "sk-test-master-key"
+
+# google-auth, finding no credentials, would probe the GCE metadata server (169.254.169.254);
+# tests talk to 127.0.0.1 only.
+os.environ.setdefault("NO_GCE_CHECK", "True")
 
 
 def builtin_plugins():
