@@ -228,3 +228,20 @@ def test_a_bad_target_stops_start_up_naming_it(make_app, config, target):
     with pytest.raises(ConfigError) as stopped:
         make_app(config)
     assert "pass_through_endpoints" in str(stopped.value) and target in str(stopped.value)
+
+
+def test_the_keys_rate_limit_applies(app, gateway, upstream):
+    key = new_key(app, rpm_limit=1)
+    upstream.respond(message())
+    client = claude_client(gateway, key)
+    client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
+    assert len(upstream.requests) == 1
+
+
+def test_a_model_named_pass_through_is_no_route_to_it(app, upstream):
+    response = app.test_client().post("/v1/chat/completions", headers=AUTH,
+                                      json={"model": "pass_through/x", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code in (400, 404)
+    assert upstream.requests == []

@@ -11,7 +11,7 @@ import orjson
 import requests
 
 from dheera_ai import hookimpl, http
-from dheera_ai.errors import APIConnectionError, AuthenticationError, Timeout
+from dheera_ai.errors import APIConnectionError, AuthenticationError, BadRequestError, Timeout
 from dheera_ai.passthrough import StreamUsage, relayed_headers, usage_of
 from dheera_ai.providers import Provider
 from dheera_ai.types import Call, Deployment, Reply
@@ -26,7 +26,10 @@ class PassThroughProvider(Provider):
     server_credentials_only = True
 
     def pass_through(self, call: Call, deployment: Deployment) -> Reply:
-        forward = deployment.params["forward"]
+        forward = deployment.params.get("forward")
+        if forward is None:  # a model name (a wildcard's `pass_through/x`) is no pass-through request
+            raise BadRequestError("pass_through is not a model provider; call a pass-through route "
+                                  "(/anthropic/..., /bedrock/..., ...) instead.", param="model", code="invalid_model")
         headers = _with_credentials(forward)
         timeout = float(deployment.param("timeout") or http.DEFAULT_TIMEOUT)
         try:
