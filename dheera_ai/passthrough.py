@@ -55,10 +55,11 @@ class Forward:
 
     method: str
     url: str
-    headers: dict
-    data: bytes
+    # Never in a repr (a log line, a traceback's locals): the operator's headers and the params hold secrets.
+    headers: dict = field(repr=False)
+    data: bytes = field(repr=False)
     auth: str  # as NativeAPI.auth, or "none" for a pass_through_endpoints entry
-    params: dict = field(default_factory=dict)  # the deployment's params the credentials come from
+    params: dict = field(default_factory=dict, repr=False)  # the deployment's params the credentials come from
     route: str = ""
 
 
