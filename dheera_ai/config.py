@@ -220,6 +220,31 @@ class DeploymentSchema(Schema):
             raise ValidationError("give dheera_ai_params or litellm_params, not both", "litellm_params")
 
 
+def _pass_through_target(url: str) -> None:
+    from dheera_ai.passthrough import check_target
+
+    problem = check_target(url)
+    if problem:
+        raise ValidationError(f"{url!r} {problem}")
+
+
+class PassThroughEndpointSchema(Schema):
+    """One `general_settings.pass_through_endpoints` entry (LiteLLM's names): requests to `path`
+    (and below it) go to `target` (and below it) with `headers` added."""
+
+    path = fields.String(required=True, validate=validate.Regexp(
+        r"^/[A-Za-z0-9._~/-]*$", error="must start with / and hold only letters, digits and ._~/-"))
+    target = fields.String(required=True, validate=_pass_through_target)
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    # LiteLLM's default is no gateway auth (an enterprise feature there); ours is auth, secure by
+    # default: `auth: false` must be written to open a route to anyone.
+    auth = fields.Boolean(load_default=True)
+    forward_headers = fields.Boolean(load_default=False)
+    # LiteLLM's: `path` alone unless set, then everything below it too.
+    include_subpath = fields.Boolean(load_default=False)
+    timeout = fields.Float(load_default=600.0, validate=_positive)
+
+
 class GeneralSettingsSchema(Schema):
     class Meta:
         unknown = INCLUDE
@@ -251,6 +276,7 @@ class GeneralSettingsSchema(Schema):
     # Every x-dheera-ai-* response header also as LiteLLM's x-litellm-* (dashboards and clients read
     # x-litellm-model-id, -response-cost, -call-id). Off by default: the hot path pays nothing.
     litellm_compatible_headers = fields.Boolean(load_default=False)
+    pass_through_endpoints = fields.List(fields.Nested(PassThroughEndpointSchema), load_default=list)
 
 
 SHORT_MASTER_KEY = 8

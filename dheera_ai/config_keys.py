@@ -41,7 +41,6 @@ LITELLM_UNUSED: dict[str, dict[str, str]] = {
         "proxy_batch_write_at": "spend rows are written in batches off the hot path (spend_flush_seconds)",
         "database_connection_pool_limit": "",
         "database_connection_timeout": "",
-        "pass_through_endpoints": "no pass-through routes are served",
         "alerting": "", "alerting_threshold": "", "alert_types": "",
         "disable_spend_logs": "", "disable_master_key_return": "", "ui_access_mode": "",
         "allowed_routes": "", "admin_only_routes": "", "enforce_user_param": "",

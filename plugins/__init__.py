@@ -18,4 +18,5 @@ BUILTIN = (
     "plugins.providers.unbuilt",
     "plugins.providers.bedrock",
     "plugins.providers.vertex_ai",
+    "plugins.providers.pass_through",
 )

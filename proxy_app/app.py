@@ -24,6 +24,7 @@ from proxy_app.blueprints import (
     model_admin,
     models,
     moderations,
+    passthrough,
     rerank,
     responses,
     spend,
@@ -103,6 +104,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
                       responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
                       keys.bp, users.bp, teams.bp, spend.bp, model_admin.bp, openapi.bp, ui.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(passthrough.blueprint(engine.config))
     configure_logging(debug=bool(os.environ.get("DHEERA_AI_DEBUG")))
     level = logging.DEBUG if os.environ.get("DHEERA_AI_CONFIG_WARNED") else logging.WARNING
     for warning in engine.config.warnings:

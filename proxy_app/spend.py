@@ -216,6 +216,9 @@ class SpendTracker:
             except Exception:  # noqa: BLE001 - an in-flight mark left behind expires on its own
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
         cost = Cost(0.0, True)
+        if usage is None and call.call_type == "pass_through":
+            # A native answer without usage (a token count, a file, another service's): its cost is unknown.
+            cost = Cost(0.0, False)
         if call.deployment is not None and usage is not None:
             try:
                 cost = self.prices.cost(call.deployment, usage, call.body)
