@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from plugins.observability import content
-from plugins.observability.fastencode import BulkOTLPSpanExporter
 from plugins.observability.exporters import copy
+from plugins.observability.fastencode import BulkOTLPSpanExporter
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 INGESTION_VERSION = "4"
