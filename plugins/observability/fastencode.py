@@ -8,6 +8,7 @@ for field (tests/plugins/test_otlp_encoding.py compares the two).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -18,12 +19,15 @@ from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import (
     _encode_links,
     _span_flags,
 )
+from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PBSpan
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+
+log = logging.getLogger("dheera_ai.callbacks")
 
 
 def any_value(value) -> dict:
@@ -80,11 +84,20 @@ def encode(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
 
 
 class BulkOTLPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter (its session, retries, headers, compression) sending the body
-    `encode` builds."""
+    """The SDK's OTLP/HTTP exporter (its session, retries, headers, compression, size limit) sending
+    the body `encode` builds. The SDK's own export metrics (off unless
+    OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED) are not recorded."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
-        sent = self._client.export(encode(spans).SerializePartialToString())
+        try:
+            body = encode(spans).SerializePartialToString()
+        except (TypeError, ValueError) as error:  # a value the protobuf cannot take: the batch fails, logged
+            log.error("Failed to encode span batch: %s", error)
+            return SpanExportResult.FAILURE
+        if _is_request_too_large(body, self._max_request_size):  # as the SDK's export: dropped, logged
+            log.warning("Dropping span batch: %d bytes exceeds max_request_size %d", len(body), self._max_request_size)
+            return SpanExportResult.FAILURE
+        sent = self._client.export(body)
         return SpanExportResult.SUCCESS if sent.success else SpanExportResult.FAILURE
