@@ -13,13 +13,13 @@ import contextvars
 import logging
 import os
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from plugins.observability import content
+from plugins.observability.fastencode import BulkOTLPSpanExporter
 
 log = logging.getLogger("dheera_ai.callbacks")
 
@@ -103,7 +103,7 @@ def otel_capture_content(settings: dict) -> bool:
     return False
 
 
-def otlp_exporter(settings: dict) -> OTLPSpanExporter:
+def otlp_exporter(settings: dict) -> BulkOTLPSpanExporter:
     """The collector's exporter: `callback_settings.otel`, else the standard OTEL_* environment
     (which the SDK's exporter reads itself: endpoint, headers, timeout, compression, TLS)."""
     kwargs = {}
@@ -117,7 +117,7 @@ def otlp_exporter(settings: dict) -> OTLPSpanExporter:
         kwargs["headers"] = parse_headers(headers)
     if settings.get("timeout"):
         kwargs["timeout"] = settings["timeout"]
-    return OTLPSpanExporter(**kwargs)
+    return BulkOTLPSpanExporter(**kwargs)
 
 
 def traces_url(endpoint: str) -> str:

@@ -17,13 +17,13 @@ import base64
 import os
 
 import orjson
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from plugins.observability import content
 from plugins.observability.exporters import copy
+from plugins.observability.fastencode import BulkOTLPSpanExporter
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 INGESTION_VERSION = "4"
@@ -44,7 +44,7 @@ def exporter(settings: dict) -> "LangfuseExporter":
     host = (settings.get("host") or os.environ.get("LANGFUSE_HOST") or DEFAULT_HOST).rstrip("/")
     auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
     headers = {"Authorization": f"Basic {auth}", "x-langfuse-ingestion-version": INGESTION_VERSION}
-    inner = OTLPSpanExporter(endpoint=f"{host}/api/public/otel/v1/traces", headers=headers,
+    inner = BulkOTLPSpanExporter(endpoint=f"{host}/api/public/otel/v1/traces", headers=headers,
                              timeout=settings.get("timeout") or 10)
     return LangfuseExporter(inner, bool(settings.get("capture_content", True)))
 
