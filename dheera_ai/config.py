@@ -243,6 +243,8 @@ class PassThroughEndpointSchema(Schema):
     # LiteLLM's: `path` alone unless set, then everything below it too.
     include_subpath = fields.Boolean(load_default=False)
     timeout = fields.Float(load_default=600.0, validate=_positive)
+    # LiteLLM's: what one call to this endpoint costs, in dollars (its spend row's cost).
+    cost_per_request = Number(load_default=None, allow_none=True, validate=validate.Range(min=0))
 
 
 class GeneralSettingsSchema(Schema):

@@ -217,8 +217,10 @@ class SpendTracker:
                 log.exception("releasing the rate-limit slot of call %s failed", call.call_id)
         cost = Cost(0.0, True)
         if usage is None and call.call_type == "pass_through":
-            # A native answer without usage (a token count, a file, another service's): its cost is unknown.
-            cost = Cost(0.0, False)
+            # A native answer without usage (a token count, a file, another service's): its cost is
+            # unknown, unless the endpoint says what a call costs (`cost_per_request`).
+            per_request = call.deployment.model_info.get("cost_per_request") if call.deployment else None
+            cost = Cost(0.0, False) if per_request is None else Cost(float(per_request), True)
         if call.deployment is not None and usage is not None:
             try:
                 cost = self.prices.cost(call.deployment, usage, call.body)

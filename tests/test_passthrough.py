@@ -76,7 +76,9 @@ def config(upstream, tokens, tmp_path):
             "spend_flush_seconds": 3600,
             "pass_through_endpoints": [{"path": "/ocr", "target": upstream.url + "/service",
                                         "headers": {"Authorization": "Bearer ocr-server-key-0001"},
-                                        "include_subpath": True}],
+                                        "include_subpath": True},
+                                       {"path": "/translate", "target": upstream.url + "/translate",
+                                        "cost_per_request": 0.002}],
         },
     }
 
@@ -191,6 +193,17 @@ def test_a_configured_endpoint_forwards_below_its_path_with_its_headers(app, gat
     assert seen.body == b'{"document": "x"}'
     assert seen.headers["authorization"] == "Bearer ocr-server-key-0001"
     assert stored(app)[0]["priced"] is False
+
+
+def test_an_endpoint_with_cost_per_request_bills_each_call_that(app, gateway, upstream):
+    # LiteLLM's `cost_per_request`: the service's answer carries no usage, the config says the price.
+    upstream.respond({"text": "Hallo"})
+    response = requests.post(gateway.url + "/translate", headers=AUTH, json={"text": "Hello"}, timeout=10)
+
+    assert response.status_code == 200, response.text
+    row = stored(app)[0]
+    assert row["priced"] is True
+    assert row["cost"] == pytest.approx(0.002)
 
 
 def test_an_upstream_error_is_relayed_with_its_status_and_body(app, gateway, upstream):

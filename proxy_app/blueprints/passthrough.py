@@ -74,7 +74,7 @@ def _endpoint_view(entry: dict):
         headers = forwarded_headers(request.headers, keep_all=entry["forward_headers"])
         headers.update(entry["headers"])  # the operator's own (an upstream key), over the client's
         forward = Forward(request.method, url, headers, _body(), "none", {}, route=prefix)
-        return _run(principal, prefix.lstrip("/"), forward, entry["timeout"])
+        return _run(principal, prefix.lstrip("/"), forward, entry["timeout"], entry.get("cost_per_request"))
     view.__name__ = f"pass_through_endpoint{prefix.replace('/', '_')}"
     return view
 
@@ -92,7 +92,8 @@ def _authenticate() -> Principal:
     return principal
 
 
-def _run(principal: Principal, route: str, forward: Forward, timeout: float | None):
+def _run(principal: Principal, route: str, forward: Forward, timeout: float | None,
+         cost_per_request: float | None = None):
     model = _model_named(route)
     call = Call(call_id=g.call_id, client_call_id=g.client_call_id, call_type="pass_through", model=model,
                 body={}, stream=False, headers={}, principal=principal, started=g.started)
@@ -100,7 +101,8 @@ def _run(principal: Principal, route: str, forward: Forward, timeout: float | No
     if timeout:
         params["timeout"] = timeout
     deployment = Deployment(id=f"pass-through:{route}", model_name=model, provider="pass_through",
-                            model=model.split("/", 1)[-1], params=params)
+                            model=model.split("/", 1)[-1], params=params,
+                            model_info={} if cost_per_request is None else {"cost_per_request": cost_per_request})
     g.call = call
     return calls.render(calls.engine().pipeline.run_on(call, deployment))
 
