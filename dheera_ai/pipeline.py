@@ -289,8 +289,9 @@ def _on_end(stream, callback):
 
 class _Relay:
     """`first` (when given), then the rest of `stream`; `on_end(error)` runs once when it is
-    exhausted or closed (`error`: the `DheeraAIError` that broke it, or None). Unlike a generator, closing it before it was ever read still closes `stream` (a
-    plugin that refuses a stream before its first byte closes the upstream connection)."""
+    exhausted or closed (`error`: the `DheeraAIError` that broke it, or None). Unlike a generator,
+    closing it before it was ever read still closes `stream` (a plugin that refuses a stream
+    before its first byte closes the upstream connection)."""
 
     __slots__ = ("_stream", "_first", "_on_end", "_closed", "_error")
     _NOTHING = object()

@@ -145,4 +145,5 @@ def test_a_model_group_alias_to_nowhere_stops_start_up(make_app, config):
     config["router_settings"] = {"model_group_alias": {"a": "no-such-group"}}
     with pytest.raises(ConfigError) as exc:
         make_app(config)
-    assert "router_settings.model_group_alias.a: names no configured model group ('no-such-group'); write a model_name or {model, hidden}" in exc.value.problems
+    assert ("router_settings.model_group_alias.a: names no configured model group ('no-such-group'); "
+            "write a model_name or {model, hidden}") in exc.value.problems
