@@ -117,8 +117,13 @@ class SpendStore:
     def reserve_budget(self, hold_id: str, checks: list[tuple], now: float) -> BudgetRefusal | None:
         """For each (scope, scope_id, window_start, budget, amount): hold `amount` for this call if
         what is spent plus what other live holds keep is still under `budget`. All or nothing;
-        returns the refusal, if any. A hold is never negative and never more than what is left
-        of the budget; reserving again under the same `hold_id` replaces its amount.
+        returns the refusal, if any. A hold is never negative; reserving again under the same
+        `hold_id` replaces its amount.
+
+        A hold keeps its whole estimate even where that passes what is left of the budget: the
+        estimate is never below the call's real cost, so spend plus holds stays at least what the
+        calls in flight will spend, and no other call is admitted on room they will use. (A hold
+        trimmed to the remainder let one more call in whenever an earlier one settled.)
 
         The counter row is locked first (`FOR UPDATE` on PostgreSQL; SQLite's write lock covers
         the whole transaction), so concurrent calls take turns and cannot all slip under. Holds
@@ -135,7 +140,7 @@ class SpendStore:
                     if spent + held >= budget - BUDGET_EPSILON:
                         # Raised inside the transaction, so the holds taken before it roll back.
                         raise _Refused(BudgetRefusal(scope, scope_id, spent, held, budget))
-                    amount = min(max(float(amount), 0.0), budget - spent - held)
+                    amount = max(float(amount), 0.0)
                     cur.execute(self._sql("INSERT INTO budget_holds (hold_id, scope, scope_id, window_start, "
                                           "amount, created_at) VALUES (?, ?, ?, ?, ?, ?) "
                                           "ON CONFLICT (hold_id, scope, scope_id) DO UPDATE SET "

@@ -60,8 +60,8 @@ def test_a_budget_refuses_once_spent_and_holds_count(store):
     check = ("key", "k1", 0.0, 1.0)
     for call in ("c0", "c1", "c2"):  # 0, 0.4, 0.8 held: each still under 1.0, so admitted
         assert store.reserve_budget(call, [(*check, 0.4)], now) is None
-    # ... the last holding only what was left of the budget.
-    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(1.0))
+    # ... the last holding its whole estimate, past what was left of the budget.
+    assert store.budget_counter("key", "k1", 0.0) == (0.0, pytest.approx(1.2))
     refused = store.reserve_budget("c3", [(*check, 0.4)], now)
     assert (refused.scope, refused.scope_id, refused.spent, refused.budget) == ("key", "k1", 0.0, 1.0)
     # The rows settle each hold with what was spent.
@@ -70,6 +70,22 @@ def test_a_budget_refuses_once_spent_and_holds_count(store):
     assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
     store.record_spend(rows)  # a replay settles nothing twice
     assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
+
+
+def test_a_call_admitted_on_the_last_room_holds_its_whole_estimate(store):
+    # Each call is estimated at 0.4 and really costs 0.3; the budget is 1.0. With c0, c1 and c2 in
+    # flight and c0 settled at 0.3, the two still in flight will spend 0.6 more: a fourth call
+    # would take the spend to 1.2, so it is refused (c2's hold must not be trimmed to the 0.2 left).
+    now = time.time()
+    check = ("key", "k1", 0.0, 1.0)
+    for call in ("c0", "c1", "c2"):
+        assert store.reserve_budget(call, [(*check, 0.4)], now) is None
+    store.record_spend([spend_row("r0", cost=0.3, budgets=[("key", "k1", 0.0, "c0")])])
+    assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.3), pytest.approx(0.8))
+    assert store.reserve_budget("c3", [(*check, 0.4)], now) is not None
+    store.record_spend([spend_row(f"r{i}", cost=0.3, budgets=[("key", "k1", 0.0, f"c{i}")]) for i in (1, 2)])
+    assert store.budget_counter("key", "k1", 0.0) == (pytest.approx(0.9), 0)
+    assert store.reserve_budget("c3", [(*check, 0.4)], now) is None  # 0.1 is left: one more call
 
 
 def test_a_refusal_on_one_scope_holds_on_none_and_a_release_frees_the_hold(store):
