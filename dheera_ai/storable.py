@@ -3,10 +3,13 @@
 A spend row must be storable the moment it is made: PostgreSQL's text cannot hold U+0000, and
 the spool's JSON encoder stops at 254 levels of nesting, so one such value used to lose its row
 (and leak its budget hold) or stop every later batch. A request carrying one is refused (400,
-`problem`); whatever reaches a row by another way is made storable there (`storable`).
+`problem`); whatever reaches a row by another way is made storable there (`storable`,
+`storable_json`).
 """
 
 from __future__ import annotations
+
+import orjson
 
 NUL = "\x00"
 REPLACEMENT = "\ufffd"  # what a NUL becomes in a stored value: visible, and storable everywhere
@@ -48,3 +51,16 @@ def storable(value, levels: int = 2 * MAX_DEPTH):
             return _CUT
         return [storable(v, levels - 1) for v in value]
     return value
+
+
+def storable_json(value) -> bytes:
+    """`value` as JSON every store takes. Encoded once as it is, which almost every row is; only
+    when that fails (nested past the encoder's limit) or shows a NUL is it made `storable` first.
+    Raises TypeError (orjson's JSONEncodeError) for a value JSON cannot say."""
+    try:
+        line = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(storable(value))
+    # orjson writes a NUL as the escape \u0000 (a false alarm on a literal "\\u0000" only costs
+    # the slow path).
+    return orjson.dumps(storable(value)) if b"\\u0000" in line else line

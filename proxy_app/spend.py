@@ -25,7 +25,7 @@ from dheera_ai import hookimpl, ids
 from dheera_ai.cost import Cost, PriceTable
 from dheera_ai.errors import BadRequestError, BudgetExceededError, RateLimitError
 from dheera_ai.redact import redact
-from dheera_ai.storable import storable
+from dheera_ai.storable import storable_json
 from dheera_ai.types import Usage
 from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
 from proxy_app.spool import Spool, SpoolFullError
@@ -232,7 +232,9 @@ class SpendTracker:
         if cache is not None and cache.saved_usage is not None and call.deployment is not None:
             # A cache hit cost nothing (no budget is charged); it saved what the upstream would have cost.
             try:
-                cache.saved_cost = self.prices.cost(call.deployment, cache.saved_usage, call.body).amount
+                same = cache.saved_usage is usage and not cost.error  # priced just above: once is enough
+                saved = cost if same else self.prices.cost(call.deployment, cache.saved_usage, call.body)
+                cache.saved_cost = saved.amount
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"pricing the cache's saving failed: {type(exc).__name__}: {exc}")
             if cache.result == "hit":
@@ -251,7 +253,7 @@ class SpendTracker:
             log.error("spend row of call %s written with what could be recorded: %s", call.call_id,
                       row["record_error"])
         try:
-            self._spool(storable(row))
+            self._spool(row)
         except (SpoolFullError, OSError, orjson.JSONEncodeError) as exc:  # full, the disk refused, unencodable
             log.error("spend row of call %s lost: %s", call.call_id, exc)
             self.on_row_dropped(call)
@@ -269,14 +271,14 @@ class SpendTracker:
 
     def _spool(self, row: dict) -> None:
         try:
-            self.spool.append(row)
+            self.spool.append_encoded(storable_json(row))
         except TypeError as exc:  # orjson: a plugin's metadata or tags hold something JSON cannot say
             problem = f"metadata or tags not storable as JSON ({exc}); kept as text"
             row["record_error"] = "; ".join(filter(None, (row.get("record_error"), problem)))
             log.error("spend row of call %s: %s", row["request_id"], problem)
             row["tags"] = [str(t) for t in row["tags"]]
             row["metadata"] = {"unstorable": repr(row["metadata"])[:2000]}
-            self.spool.append(row)
+            self.spool.append_encoded(storable_json(row))
 
     def _row(self, call, outcome, usage, cost, priced, estimated, budgets, problems) -> dict:
         principal, deployment, error = call.principal, call.deployment, outcome.error

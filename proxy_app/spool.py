@@ -54,7 +54,11 @@ class Spool:
     # -- writing (hot path) ------------------------------------------------------------------
     def append(self, row: dict) -> None:
         """Put one row on disk; raises SpoolFullError past the bound (the caller logs and counts it)."""
-        line = orjson.dumps(row) + b"\n"
+        self.append_encoded(orjson.dumps(row))
+
+    def append_encoded(self, encoded: bytes) -> None:
+        """`append` for a row already encoded as one line of JSON."""
+        line = encoded + b"\n"
         with self._lock:
             fd = self._own_fd()
             if os.fstat(fd).st_size + len(line) > self.max_bytes:

@@ -476,20 +476,23 @@ def test_a_store_that_is_down_quarantines_nothing(make_app, upstream, store_refu
     assert not os.path.exists(spend.spool.dead_letter_path())
 
 
-def test_the_store_takes_every_row_a_call_can_make(database_url, tmp_path):
-    """At the store itself: a row made storable at creation goes in on both backends."""
-    from dheera_ai.storable import storable
+@pytest.mark.parametrize("nul", ["\u0000", ""])
+@pytest.mark.parametrize("levels", [100, 300])  # past storable's cut-off only; past the JSON encoder's too
+def test_the_store_takes_every_row_a_call_can_make(database_url, tmp_path, levels, nul):
+    """At the store itself: a row made storable as the spool encodes it goes in on both backends."""
+    from dheera_ai.storable import storable_json
 
     store = store_for_url(database_url, str(tmp_path))
     store.migrate()
     try:
-        row = storable({"row_id": "r1", "request_id": "c\u0000", "call_type": "chat_completions", "key_hash": None,
-                        "key_alias": None, "user_id": None, "team_id": None, "model_group": "x\u0000",
-                        "deployment": None, "provider": None, "prompt_tokens": 0, "completion_tokens": 0,
-                        "total_tokens": 0, "cost": 0.0, "priced": False, "usage_estimated": False,
-                        "tags": ["t\u0000"], "metadata": nested(300), "status": 400, "error_type": "X",
-                        "stream": False, "stream_cut": False, "retries": 0, "fallbacks": 0, "start_time": 1.0,
-                        "end_time": 2.0, "latency_ms": 1.0, "budgets": []})
-        assert store.record_spend([row]) == 1
+        line = storable_json({
+            "row_id": "r1", "request_id": f"c{nul}", "call_type": "chat_completions", "key_hash": None,
+            "key_alias": None, "user_id": None, "team_id": None, "model_group": f"x{nul}", "deployment": None,
+            "provider": None, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost": 0.0,
+            "priced": False, "usage_estimated": False, "tags": [f"t{nul}"], "metadata": nested(levels),
+            "status": 400, "error_type": "X", "stream": False, "stream_cut": False, "retries": 0, "fallbacks": 0,
+            "start_time": 1.0, "end_time": 2.0, "latency_ms": 1.0, "budgets": []})
+        assert b"\\u0000" not in line
+        assert store.record_spend([json.loads(line)]) == 1
     finally:
         store.close()
