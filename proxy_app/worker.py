@@ -7,6 +7,14 @@ greenlet, counted again in every worker's memory. The master sees this class ins
 forked process, before anything runs, the object becomes gunicorn's own `GeventWorker` (same
 base class, so the same state), and gevent is imported and patches the standard library there.
 
+Each request starts with a turn for the other greenlets (`handle_request`). A connection's
+greenlet only yields to the hub where its socket would block, and on a busy keep-alive
+connection it never does: the next request is already in the buffer when the last answer has
+gone, and an upstream that answers within microseconds (or a cache hit, which has no upstream)
+never makes it wait either. Without the turn, one connection was served again and again while
+the others waited, unaccepted or unread, for over a second (chat c=64: p50 0.7 ms, p99 1.4 s;
+with it p50 44 ms, p99 82 ms, the same throughput): fair turns, at a hub switch per request.
+
 A request gunicorn refuses before the app sees it (a request line over 8 KB, a header over 8 KB,
 more than 100 headers, both Content-Length and Transfer-Encoding) is answered by
 `gunicorn.util.write_error`, an HTML page: the worker replaces it with `write_json_error`, the
@@ -24,8 +32,20 @@ class GeventWorker(AsyncWorker):
         from gunicorn.workers.ggevent import GeventWorker as Worker
 
         util.write_error = write_json_error
-        self.__class__ = Worker
+        self.__class__ = _fair(Worker)
         Worker.init_process(self)
+
+
+def _fair(worker_class):
+    """gunicorn's gevent worker, giving the other greenlets a turn before each request."""
+    import gevent
+
+    class FairGeventWorker(worker_class):
+        def handle_request(self, listener_name, req, sock, addr):
+            gevent.sleep(0)  # the hub runs what is ready (accepts, reads, other requests) first
+            return super().handle_request(listener_name, req, sock, addr)
+
+    return FairGeventWorker
 
 
 def write_json_error(sock, status_int, reason, mesg):

@@ -1,6 +1,7 @@
 """The `dheera_ai` command, run for real: gunicorn, gevent workers, a real socket."""
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -96,6 +97,59 @@ def test_gevent_lives_in_the_workers_not_the_master(gateway):
     [worker] = gateway.workers()
     assert "gevent" not in mapped(gateway.process.pid)
     assert "gevent" in mapped(worker)  # and it serves (the tests above), patched by gevent
+
+
+def test_a_busy_keep_alive_connection_does_not_starve_the_others(gateway):
+    """Connection A sends 1,000 requests at once (pipelined); once A's first answer is back,
+    connection B sends one. A fair worker serves B after a few more of A's: most of A's answers
+    come after B's. (Unfair, A's greenlet never had to wait on its socket, so it kept the worker
+    until its 1,000 were done.)"""
+    request = b"GET /health/liveliness HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    a, b = (socket.create_connection(("127.0.0.1", gateway.port), timeout=10) for _ in range(2))
+    with a, b:
+        for conn in (a, b):  # both connections accepted and idle in the worker first
+            conn.sendall(request)
+            assert _one_answer(conn).startswith(b"HTTP/1.1 200")
+        a.sendall(request * 1000)
+        got_a, got_b = _one_answer(a), b""  # A's greenlet is at work on its 1,000
+        b.sendall(request)
+        a.setblocking(False)
+        b.settimeout(10)
+        while b"HTTP/1.1 200" not in got_b:
+            got_a += _available(a)  # everything A received so far counts as served before B
+            try:
+                b.settimeout(0.001)
+                got_b += b.recv(65536)
+            except TimeoutError:
+                pass
+        before_b = got_a.count(b"HTTP/1.1 ")
+        a.settimeout(10)
+        while got_a.count(b"HTTP/1.1 ") < 1000:
+            got_a += a.recv(65536)
+    assert before_b < 500, f"{before_b} of connection A's 1,000 answers came before B's one"
+
+
+def _one_answer(conn) -> bytes:
+    """One whole answer (head and Content-Length body) read from `conn`, and nothing more."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += conn.recv(1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", got).group(1))
+    while len(got) < got.index(b"\r\n\r\n") + 4 + length:
+        got += conn.recv(1)
+    return got
+
+
+def _available(conn) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
 
 
 def test_sigterm_stops_the_gateway_cleanly(config_file):
