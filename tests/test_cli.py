@@ -101,9 +101,9 @@ def test_gevent_lives_in_the_workers_not_the_master(gateway):
 
 def test_a_busy_keep_alive_connection_does_not_starve_the_others(gateway):
     """Connection A sends 1,000 requests at once (pipelined); once A's first answer is back,
-    connection B sends one. A fair worker serves B after a few more of A's: most of A's answers
-    come after B's. (Unfair, A's greenlet never had to wait on its socket, so it kept the worker
-    until its 1,000 were done.)"""
+    connection B sends one. A fair worker serves B next, after the one or two of A's under way.
+    (Unfair, A's greenlet never had to wait on its socket, so it kept the worker until its 1,000
+    were done; with `gevent.sleep(0)` as the turn, about 50 of A's still went first.)"""
     request = b"GET /health/liveliness HTTP/1.1\r\nHost: gateway\r\n\r\n"
     a, b = (socket.create_connection(("127.0.0.1", gateway.port), timeout=10) for _ in range(2))
     with a, b:
@@ -126,7 +126,7 @@ def test_a_busy_keep_alive_connection_does_not_starve_the_others(gateway):
         a.settimeout(10)
         while got_a.count(b"HTTP/1.1 ") < 1000:
             got_a += a.recv(65536)
-    assert before_b < 500, f"{before_b} of connection A's 1,000 answers came before B's one"
+    assert before_b < 25, f"{before_b} of connection A's 1,000 answers came before B's one"
 
 
 def _one_answer(conn) -> bytes:
