@@ -27,6 +27,7 @@ from dheera_ai.errors import BadRequestError, BudgetExceededError, RateLimitErro
 from dheera_ai.redact import redact
 from dheera_ai.storable import storable_json
 from dheera_ai.types import Usage
+from proxy_app import turns
 from proxy_app.limits import UNLIMITED, Admission, LocalLimiter, RedisLimiter, Scope
 from proxy_app.spool import Spool, SpoolFullError
 from proxy_app.store import StoreUnavailableError
@@ -35,6 +36,10 @@ from proxy_app.virtual_keys import parse_duration
 log = logging.getLogger("dheera_ai.spend")
 
 FLUSH_SECONDS = 0.5
+# Rows per store transaction of the batch writer, each followed by a turn for the calls in flight
+# (`turns`): ~100 SQLite inserts hold a gevent worker's loop ~2.5 ms, where a whole half second's
+# rows (~400 at 800 calls/s) held it ~10 ms and showed in every call's p99 (chat c=8: 26 -> 18 ms).
+WRITER_BATCH_ROWS = 100
 # A reservation for a call that does not say how long its answer may be.
 DEFAULT_COMPLETION_ESTIMATE = 1024
 # The longest answer an estimate assumes for a model whose model_info names no bound (the largest
@@ -329,7 +334,8 @@ class SpendTracker:
     def flush(self) -> int:
         """Move spooled rows into the store now; returns the rows handed over. Raises if the store is down."""
         with self._drain_lock:
-            return self.spool.drain(self.store.record_spend, poisoned=_about_the_rows)
+            return self.spool.drain(self.store.record_spend, batch_rows=WRITER_BATCH_ROWS, poisoned=_about_the_rows,
+                                    pause=turns.take_turn)
 
     def _ensure_writer(self) -> None:
         if self._writer_pid == os.getpid():

@@ -80,12 +80,13 @@ class Spool:
         return self._fd
 
     # -- draining (batch writer) -------------------------------------------------------------
-    def drain(self, sink, batch_rows: int = 500, poisoned=None) -> int:
+    def drain(self, sink, batch_rows: int = 500, poisoned=None, pause=None) -> int:
         """Hand pending rows to `sink(rows)` in batches: this process's own file, then any file
         left by a dead process. Returns the rows handed over. If the sink raises, the rows stay
         and the exception propagates; the next drain retries them. With `poisoned(exception)`
         true, the failure is taken to be about a row instead: the batch is split and the row the
-        sink refuses on its own is quarantined (dead-letter file), the rest handed over."""
+        sink refuses on its own is quarantined (dead-letter file), the rest handed over.
+        `pause()`, if given, runs after each batch is handed over and its offset kept."""
         handed = 0
         sink = _splitting(sink, poisoned, self._quarantine) if poisoned else sink
         if self._fd is not None and self._pid == os.getpid():
@@ -93,9 +94,9 @@ class Spool:
                 own = self._path
                 # Narrows what a machine crash (not a process crash) could lose to one interval.
                 os.fsync(self._fd)
-            handed += self._drain_file(own, sink, batch_rows, owned=True)
+            handed += self._drain_file(own, sink, batch_rows, pause, owned=True)
         for path in self._orphans():
-            handed += self._drain_orphan(path, sink, batch_rows)
+            handed += self._drain_orphan(path, sink, batch_rows, pause)
         return handed
 
     def _quarantine(self, row: dict, error: Exception) -> None:
@@ -133,7 +134,7 @@ class Spool:
                 continue
         return total
 
-    def _drain_file(self, path: str, sink, batch_rows: int, owned: bool) -> int:
+    def _drain_file(self, path: str, sink, batch_rows: int, pause, owned: bool) -> int:
         handed = 0
         while True:
             offset = _read_offset(path)
@@ -145,6 +146,8 @@ class Spool:
             sink(rows)
             _write_offset(path, end)
             handed += len(rows)
+            if pause is not None:
+                pause()
 
     def _truncate_if_drained(self, path: str, offset: int) -> None:
         """Start the file over once everything in it reached the store, so it stays small."""
@@ -153,7 +156,7 @@ class Spool:
                 os.ftruncate(self._fd, 0)
                 _write_offset(path, 0)
 
-    def _drain_orphan(self, path: str, sink, batch_rows: int) -> int:
+    def _drain_orphan(self, path: str, sink, batch_rows: int, pause) -> int:
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
@@ -166,7 +169,7 @@ class Spool:
             if not os.path.exists(path):
                 return 0  # drained and removed by another process just before we locked it
             os.fsync(fd)
-            handed = self._drain_file(path, sink, batch_rows, owned=False)
+            handed = self._drain_file(path, sink, batch_rows, pause, owned=False)
             os.unlink(path)
             _remove_offset(path)
             log.info("spool %s from a finished process drained (%d rows)", os.path.basename(path), handed)

@@ -40,8 +40,13 @@ class GeventWorker(AsyncWorker):
 
 
 def _fair(worker_class):
-    """gunicorn's gevent worker, giving the other connections a turn before each request."""
+    """gunicorn's gevent worker, giving the other connections a turn before each request (and
+    between the background writer's batches: `proxy_app.turns`)."""
     import gevent
+
+    from proxy_app import turns
+
+    turns.install(gevent.idle)
 
     class FairGeventWorker(worker_class):
         def handle_request(self, listener_name, req, sock, addr):

@@ -36,6 +36,19 @@ def test_rows_reach_the_sink_in_order_once(tmp_path):
     assert spool.pending_bytes() == 0
 
 
+def test_the_drain_pauses_after_each_batch_once_its_offset_is_kept(tmp_path):
+    # The pause is the gevent worker's turn for calls in flight; a drain running again in it (or a
+    # crash during it) must not hand the batch just stored over a second time.
+    spool = Spool(str(tmp_path))
+    for i in range(250):
+        spool.append({"id": i})
+    batches, pending_at_pause = [], []
+    assert spool.drain(batches.append, batch_rows=100, pause=lambda: pending_at_pause.append(
+        spool.pending_bytes())) == 250
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert len(pending_at_pause) == 3 and pending_at_pause[0] > pending_at_pause[1] > pending_at_pause[2] == 0
+
+
 def test_a_failing_sink_keeps_the_rows_for_the_next_drain(tmp_path):
     spool = Spool(str(tmp_path))
     spool.append({"id": "a"})
