@@ -49,7 +49,7 @@ def measure(calls: int, receiver: str | None) -> tuple[float, float]:
     from plugins import observability
     from proxy_app import create_app
 
-    with tempfile.TemporaryDirectory() as state_dir:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as state_dir:
         app = create_app(config(state_dir, receiver), load_entrypoints=False,
                          plugins=[importlib.import_module(name) for name in plugins.BUILTIN])
         client = app.test_client()

@@ -11,8 +11,9 @@
 #              against the relay's row for the same requests (goal: 2x, a hit never leaves the gateway)
 #   litellm    the anchor, only when --anchor names a venv with `litellm[proxy]` installed
 # Upstream: nginx serving fixed OpenAI answers (never the bottleneck: ~80k req/s here).
-# Prints a row per system and scenario (req/s, p50, p90, p99, max, errors, RSS), then the
-# throughput and p99 ratios against the relay (and LiteLLM), so a regression shows at a glance.
+# Prints a row per system and scenario (req/s, p50, p90, p99, max, errors, RSS, and the answers
+# per connection min/median/max), then the throughput and p99 ratios against the relay (and
+# LiteLLM) and how evenly connections were served, so a regression shows at a glance.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 anchor=""; secs=10; rounds=1; variants=""
@@ -108,14 +109,17 @@ measure() {  # $1 system name; the system listens on $gw
   if [ "$1" = relay ] || grep -qs "cache: true" "$work/$1.yaml"; then scenarios="$scenarios cached:64"; fi
   for sc in $scenarios; do
     set -- "$1" ${sc%:*} ${sc#*:}
-    out=$(BENCH_KEY=$key taskset -c 1 wrk -t1 -c"$3" -d"${secs}s" --latency -s "$here/fixtures/$2.lua" \
+    # One connection per wrk thread: spread.lua counts each connection's answers.
+    out=$(BENCH_KEY=$key BENCH_LUA="$here/fixtures" taskset -c 1 wrk -t"$3" -c"$3" -d"${secs}s" --latency \
+      -s "$here/fixtures/$2.lua" \
       "http://127.0.0.1:$gw/chat/completions" 2>&1)
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     pct() { echo "$out" | awk -v p="$1" '$1==p {print $2}'; }
     max=$(echo "$out" | awk '$1=="Latency" {print $4; exit}')
     err=$(echo "$out" | awk '/Non-2xx/ {print $5} /Socket errors/ {print "sock"}' | tr '\n' ' ')
-    printf '%s\t%s c=%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$([ "$2" = cached ] && echo "chat cached" || echo "$2")" "$3" "$rps" "$(pct 50%)" "$(pct 90%)" "$(pct 99%)" \
-      "$max" "${err:-0}" "$(tree_rss "$pid")" >> "$results"
+    spread=$(echo "$out" | awk '$1=="per-connection" {print $2 "/" $3 "/" $4}')
+    printf '%s\t%s c=%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$([ "$2" = cached ] && echo "chat cached" || echo "$2")" "$3" "$rps" "$(pct 50%)" "$(pct 90%)" "$(pct 99%)" \
+      "$max" "${err:-0}" "$(tree_rss "$pid")" "${spread:--}" >> "$results"
   done
 }
 
@@ -131,7 +135,7 @@ run_system() {
   esac
   if wait_up; then measure "$1"; else echo "$1 did not answer; log:"; tail -5 "$work/$1.log"; fi
   kill "$pid" 2>/dev/null; sleep 1; for c in $(pgrep -P "$pid"); do kill "$c" 2>/dev/null; done
-  kill -9 "$pid" 2>/dev/null; sleep 1
+  kill -9 "$pid" 2>/dev/null; { wait "$pid"; } 2>/dev/null; sleep 1  # reaped quietly: no "Killed" line
 }
 
 systems="relay dheera"

@@ -1,12 +1,14 @@
 """`make bench`'s table: every measured row, then each system's throughput and p99 against the
-relay (and LiteLLM), medians over rounds. Reads the TSV run.sh writes."""
+relay (and LiteLLM), medians over rounds, and how evenly its connections were served (the least
+served connection's answers over the median connection's: 1.00 is fair, near 0 is starvation).
+Reads the TSV run.sh writes."""
 
 import collections
 import statistics
 import sys
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-COLUMNS = ("system", "scenario", "req/s", "p50", "p90", "p99", "max", "errors", "RSS kB")
+COLUMNS = ("system", "scenario", "req/s", "p50", "p90", "p99", "max", "errors", "RSS kB", "per conn min/med/max")
 
 
 def millis(text: str) -> float | None:
@@ -20,14 +22,26 @@ def millis(text: str) -> float | None:
     return None
 
 
+def fairness(spread: str) -> float | None:
+    """'min/median/max' answers per connection as min / median."""
+    try:
+        low, middle, _high = (int(n) for n in spread.split("/"))
+    except ValueError:
+        return None
+    return low / middle if middle else None
+
+
 def main(path: str) -> None:
     rows = [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8") if line.strip()]
     print()
     print("\t".join(COLUMNS))
     for row in rows:
         print("\t".join(row))
-    rps, p99 = collections.defaultdict(list), collections.defaultdict(list)
-    for system, scenario, r, _p50, _p90, q, *_ in rows:
+    rps, p99, fair = collections.defaultdict(list), collections.defaultdict(list), collections.defaultdict(list)
+    for system, scenario, r, _p50, _p90, q, *rest in rows:
+        evenness = fairness(rest[3]) if len(rest) > 3 else None  # rows written before the column: none
+        if evenness is not None:
+            fair[(system, scenario)].append(evenness)
         try:
             rps[(system, scenario)].append(float(r))
         except ValueError:
@@ -36,9 +50,10 @@ def main(path: str) -> None:
             p99[(system, scenario)].append(millis(q))
     med_rps = {k: statistics.median(v) for k, v in rps.items()}
     med_p99 = {k: statistics.median(v) for k, v in p99.items()}
+    med_fair = {k: statistics.median(v) for k, v in fair.items()}
     systems = sorted({s for s, _ in med_rps if s.startswith("dheera")})
     print()
-    print("ratio\tscenario\treq/s\tp99 (lower is better)")
+    print("ratio\tscenario\treq/s\tp99 (lower is better)\tleast-served connection / median (mine, theirs)")
     for scenario in sorted({sc for _, sc in med_rps}):
         for system in systems:
             for other in ("relay", "litellm"):
@@ -47,7 +62,9 @@ def main(path: str) -> None:
                     continue
                 lat_mine, lat_theirs = med_p99.get((system, scenario)), med_p99.get((other, scenario))
                 lat = f"{lat_mine / lat_theirs:.2f}" if lat_mine and lat_theirs else "-"
-                print(f"{system}/{other}\t{scenario}\t{mine / theirs:.2f}\t{lat}")
+                evenness = "/".join(f"{med_fair[k]:.2f}" if k in med_fair else "-"
+                                    for k in ((system, scenario), (other, scenario)))
+                print(f"{system}/{other}\t{scenario}\t{mine / theirs:.2f}\t{lat}\t{evenness}")
 
 
 if __name__ == "__main__":
