@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 PORT ?= 4000
 
-.PHONY: install run test lint bench bench-scale clean
+.PHONY: install run test lint bench bench-soak bench-scale clean
 
 install: $(INSTALLED)
 
@@ -30,6 +30,11 @@ lint: install
 # VARIANTS=a,b the gateway with tests/bench/variants/a.yaml (a feature on), BENCH_SECONDS the length.
 bench: install
 	bash tests/bench/run.sh $(if $(ANCHOR),--anchor $(ANCHOR)) $(if $(VARIANTS),--variants $(VARIANTS)) --seconds $(or $(BENCH_SECONDS),10) .
+
+# Memory under a long run: RSS after 20,000 calls and at each tenth of SOAK_CALLS (default 1,000,000,
+# about 25 minutes here); flat means the last within 10 % of the first.
+bench-soak: install
+	bash tests/bench/run.sh --soak $(or $(SOAK_CALLS),1000000) .
 
 # Issue 10's scaling checks: 1 vs 1,000 deployments, 10 vs 1,000,000 keys, 1,000 slow streams.
 # SCALE_ARGS passes options, e.g. SCALE_ARGS='--only streams --rounds 1'.

@@ -2,6 +2,11 @@
 # Side-by-side gateway benchmark on one machine (`make bench`): the project's own harness.
 #
 #   tests/bench/run.sh [--anchor LITELLM_VENV] [--seconds N] [--rounds N] [--variants a,b] [CHECKOUT]
+#   tests/bench/run.sh --soak CALLS [CHECKOUT]     (`make bench-soak`)
+#
+# --soak: the gateway alone under chat and stream load (c=64) for CALLS calls, its RSS printed
+# after 20,000 calls and at each tenth of the way; the goal is the last within 10 % of the first
+# (memory flat, nothing growing per call).
 #
 # Systems, each started alone, pinned to core 0, driven by wrk pinned to core 1:
 #   relay      the ceiling: a bare Flask + gevent + requests relay (relay.py), same gunicorn worker
@@ -16,13 +21,14 @@
 # LiteLLM) and how evenly connections were served, so a regression shows at a glance.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-anchor=""; secs=10; rounds=1; variants=""
+anchor=""; secs=10; rounds=1; variants=""; soak=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --anchor) anchor=$2; shift 2;;
     --seconds) secs=$2; shift 2;;
     --rounds) rounds=$2; shift 2;;
     --variants) variants=$(echo "$2" | tr ',' ' '); shift 2;;
+    --soak) soak=$2; shift 2;;
     *) break;;
   esac
 done
@@ -123,7 +129,7 @@ measure() {  # $1 system name; the system listens on $gw
   done
 }
 
-run_system() {
+run_system_start() {  # starts $1 on $gw, sets $pid; false if it never answers
   case "$1" in
     relay)   (cd "$checkout" && BENCH_UPSTREAM="http://127.0.0.1:$up" exec taskset -c 0 "$checkout/.venv/bin/gunicorn" \
                -k gevent -w 1 --worker-connections 2000 -b "127.0.0.1:$gw" tests.bench.relay:app) > "$work/relay.log" 2>&1 &
@@ -133,10 +139,39 @@ run_system() {
     litellm) (cd "$work" && LITELLM_LOG=ERROR exec taskset -c 0 "$anchor/bin/litellm" --config "$work/litellm.yaml" \
                --port "$gw" --num_workers 1) > "$work/litellm.log" 2>&1 & pid=$!;;
   esac
-  if wait_up; then measure "$1"; else echo "$1 did not answer; log:"; tail -5 "$work/$1.log"; fi
+  wait_up || { echo "$1 did not answer; log:"; tail -5 "$work/$1.log"; return 1; }
+}
+
+run_system() {
+  run_system_start "$1" && measure "$1"
   kill "$pid" 2>/dev/null; sleep 1; for c in $(pgrep -P "$pid"); do kill "$c" 2>/dev/null; done
   kill -9 "$pid" 2>/dev/null; { wait "$pid"; } 2>/dev/null; sleep 1  # reaped quietly: no "Killed" line
 }
+
+soak_run() {  # $1 calls in all: wrk in rounds of 20,000-ish calls, alternating chat and stream
+  local calls=0 next=20000 step=$(( $1 / 10 )) round=0 script n k
+  run_system_start dheera || return 1
+  k=$(curl -s -X POST "http://127.0.0.1:$gw/key/generate" -H 'Authorization: Bearer sk-bench-master' \
+    -H 'Content-Type: application/json' -d '{"models":["gpt-4o-mini","gpt-4o-mini-stream"]}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin).get("key",""))')
+  printf 'calls\tRSS kB\tvs first\n'
+  local first=""
+  while [ "$calls" -lt "$1" ]; do
+    script=chat; [ $((round % 2)) = 1 ] && script=stream; round=$((round + 1))
+    n=$(BENCH_KEY=$k BENCH_LUA="$here/fixtures" taskset -c 1 wrk -t64 -c64 -d20s -s "$here/fixtures/$script.lua" \
+      "http://127.0.0.1:$gw/chat/completions" 2>&1 | awk '/requests in/ {print $1}')
+    calls=$((calls + ${n:-0}))
+    [ "${n:-0}" -gt 0 ] || { echo "no answers in a round; log:"; tail -5 "$work/dheera.log"; break; }
+    if [ "$calls" -ge "$next" ] || [ "$calls" -ge "$1" ]; then
+      rss=$(tree_rss "$pid"); first=${first:-$rss}
+      printf '%s\t%s\t%s\n' "$calls" "$rss" "$(awk -v a="$rss" -v b="$first" 'BEGIN {printf "%.3f", a / b}')"
+      next=$((calls + step))
+    fi
+  done
+  kill "$pid" 2>/dev/null; sleep 1; for c in $(pgrep -P "$pid"); do kill "$c" 2>/dev/null; done
+}
+
+if [ "$soak" -gt 0 ]; then soak_run "$soak"; exit; fi
 
 systems="relay dheera"
 for v in cache $variants; do case " $systems " in *" dheera+$v "*) ;; *) systems="$systems dheera+$v";; esac; done
