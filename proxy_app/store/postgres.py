@@ -12,6 +12,7 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+from proxy_app.store.spend import SPEND_COLUMNS, _encode_spend
 from proxy_app.store.sql import SQLStore, StoreUnavailableError
 
 CONNECT_TIMEOUT_S = 3
@@ -101,6 +102,24 @@ class PostgresStore(SQLStore):
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
+
+    def _insert_new(self, cur, insert: str, rows: list[dict]) -> list[dict]:
+        """One pipelined batch; RETURNING says which rows were new (a replayed one returns none)."""
+        if not rows:
+            return []
+        cur.executemany(insert + " RETURNING row_id",
+                        [tuple(_encode_spend(c, row.get(c)) for c in SPEND_COLUMNS) for row in rows], returning=True)
+        inserted = set()
+        while True:
+            inserted.update(found for (found,) in cur.fetchall())
+            if not cur.nextset():
+                break
+        new = []
+        for row in rows:  # a row twice in one batch was inserted once: counted once
+            if row["row_id"] in inserted:
+                inserted.discard(row["row_id"])
+                new.append(row)
+        return new
 
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():

@@ -56,23 +56,18 @@ class SpendStore:
 
     def record_spend(self, rows: list[dict]) -> int:
         """Insert rows not stored yet, moving totals and settling budgets for those only; returns
-        how many were new."""
+        how many were new. Each kind of statement goes as one batch (`executemany`: on PostgreSQL
+        one round trip for the batch, not one per row)."""
         insert = self._sql(f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES "
                            f"({', '.join('?' for _ in SPEND_COLUMNS)}) ON CONFLICT (row_id) DO NOTHING")
         totals: dict[tuple, list] = {}  # (scope, id) -> [spend, calls, prompt, completion]
         spent: dict[tuple, float] = {}  # (scope, id, window) -> cost
-        holds = []
-        inserted = 0
+        tag_rows, holds = [], []
         with self._transaction(write=True) as cur:
-            for row in rows:
-                cur.execute(insert, tuple(_encode_spend(c, row.get(c)) for c in SPEND_COLUMNS))
-                if cur.rowcount != 1:
-                    continue  # replayed: this row has counted already
-                inserted += 1
+            new = self._insert_new(cur, insert, rows)  # replayed rows have counted already
+            for row in new:
                 tags = list(dict.fromkeys(row.get("tags") or ()))
-                for tag in tags:
-                    cur.execute(self._sql("INSERT INTO spend_log_tags (row_id, tag, start_time) VALUES (?, ?, ?)"),
-                                (row["row_id"], tag, row["start_time"]))
+                tag_rows += [(row["row_id"], tag, row["start_time"]) for tag in tags]
                 owners = [("tag", tag) for tag in tags] + [(scope, row[column]) for scope, column in TOTAL_SCOPES
                                                             if row.get(column)]
                 cost = row["cost"] or 0.0  # None: the call could not be priced
@@ -87,26 +82,39 @@ class SpendStore:
                     # A row that could not be priced counts what could be (`budget_cost`).
                     spent[key] = spent.get(key, 0.0) + (row.get("budget_cost") or cost)
                     holds.append((hold_id, scope, scope_id))
+            if tag_rows:
+                cur.executemany(self._sql("INSERT INTO spend_log_tags (row_id, tag, start_time) VALUES (?, ?, ?)"),
+                                tag_rows)
             # Shared rows are updated in one (sorted) order, so concurrent batches cannot deadlock.
-            for (scope, scope_id), (spend, calls, prompt, completion) in sorted(totals.items()):
-                cur.execute(self._sql(
+            if totals:
+                cur.executemany(self._sql(
                     "INSERT INTO spend_totals (scope, scope_id, spend, calls, prompt_tokens, completion_tokens) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, scope_id) DO UPDATE SET "
                     "spend = spend_totals.spend + excluded.spend, calls = spend_totals.calls + excluded.calls, "
                     "prompt_tokens = spend_totals.prompt_tokens + excluded.prompt_tokens, "
                     "completion_tokens = spend_totals.completion_tokens + excluded.completion_tokens"),
-                    (scope, scope_id, spend, calls, prompt, completion))
+                    [(scope, scope_id, *moved) for (scope, scope_id), moved in sorted(totals.items())])
             for (scope, scope_id, window_start), cost in sorted(spent.items()):
                 self._ensure_counter(cur, scope, scope_id, window_start)
                 cur.execute(self._sql("UPDATE budget_counters SET spent = spent + ? "
                                       "WHERE scope = ? AND scope_id = ? AND window_start = ?"),
                             (cost, scope, scope_id, window_start))
-            for hold in holds:
-                cur.execute(self._sql("DELETE FROM budget_holds WHERE hold_id = ? AND scope = ? AND scope_id = ?"),
-                            hold)
+            if holds:
+                cur.executemany(self._sql("DELETE FROM budget_holds WHERE hold_id = ? AND scope = ? AND scope_id = ?"),
+                                holds)
             # Holds of calls whose worker died count no more; forget them.
             cur.execute(self._sql("DELETE FROM budget_holds WHERE created_at < ?"), (time.time() - HOLD_SECONDS,))
-        return inserted
+        return len(new)
+
+    def _insert_new(self, cur, insert: str, rows: list[dict]) -> list[dict]:
+        """Insert each row unless its id is stored already; the rows that were new. (SQLite runs
+        in-process, a statement a row costs nothing; PostgreSQL batches it.)"""
+        new = []
+        for row in rows:
+            cur.execute(insert, tuple(_encode_spend(c, row.get(c)) for c in SPEND_COLUMNS))
+            if cur.rowcount == 1:
+                new.append(row)
+        return new
 
     def _ensure_counter(self, cur, scope, scope_id, window_start):
         cur.execute(self._sql("INSERT INTO budget_counters (scope, scope_id, window_start, spent) "
@@ -218,18 +226,27 @@ class SpendStore:
                     for r in cur.fetchall()], total
 
     def spend_logs(self, *, filters: dict, tag=None, start=None, end=None, offset=0, limit=50) -> tuple[list, int]:
-        """One page of rows matching every filter (newest first) and how many match in all."""
+        """One page of rows matching every filter (newest first) and how many match in all.
+
+        Under a tag the tag table leads, through its (tag, start_time, row_id) index, and a count
+        by tag and time alone never reads spend_logs: at a million rows a tag's count is an index
+        range, not a scan."""
         where, params = self._spend_where(filters, start, end)
+        source, counted, order = "spend_logs l", "spend_logs l", "l"
         if tag is not None:
-            where.append("l.row_id IN (SELECT row_id FROM spend_log_tags WHERE tag = ?)")
+            owner_filters = [w for w in where if not w.startswith("l.start_time")]
+            where = [w.replace("l.start_time", "t.start_time") for w in where] + ["t.tag = ?"]
             params.append(tag)
+            source = "spend_log_tags t JOIN spend_logs l ON l.row_id = t.row_id"
+            counted = source if owner_filters else "spend_log_tags t"
+            order = "t"
         clause = " AND ".join(where) or "1 = 1"
         columns = ", ".join(f"l.{c}" for c in SPEND_COLUMNS)
         with self._transaction() as cur:
-            cur.execute(self._sql(f"SELECT COUNT(*) FROM spend_logs l WHERE {clause}"), tuple(params))
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM {counted} WHERE {clause}"), tuple(params))
             total = cur.fetchone()[0]
-            cur.execute(self._sql(f"SELECT {columns} FROM spend_logs l WHERE {clause} "
-                                  "ORDER BY l.start_time DESC, l.row_id LIMIT ? OFFSET ?"),
+            cur.execute(self._sql(f"SELECT {columns} FROM {source} WHERE {clause} "
+                                  f"ORDER BY {order}.start_time DESC, {order}.row_id LIMIT ? OFFSET ?"),
                         (*params, limit, offset))
             return [_decode_spend(r) for r in cur.fetchall()], total
 

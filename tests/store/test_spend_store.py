@@ -32,6 +32,26 @@ def test_a_replayed_batch_is_stored_and_counted_once(store):
     assert {t["tag"]: t["spend"] for t in store.spend_tags()[0]} == {"prod": 1.75, "eu": 0.5}
 
 
+def test_a_row_twice_in_one_batch_is_stored_and_counted_once(store):
+    twice = spend_row("r1", tags=["prod"])
+    assert store.record_spend([twice, spend_row("r2"), dict(twice)]) == 2
+    assert store.spend_total("key", "k1")["calls"] == 2 and store.spend_tags()[0][0]["calls"] == 2
+    assert store.spend_logs(filters={}, tag="prod")[1] == 2
+
+
+def test_logs_by_tag_count_and_page_with_owner_and_time_filters(store):
+    store.record_spend([spend_row(f"r{i}", key_hash=f"k{i % 2}", tags=["a", "b"] if i % 3 == 0 else ["a"],
+                                  start_time=1_700_000_000.0 + i) for i in range(12)])
+    rows, total = store.spend_logs(filters={}, tag="b", limit=2)
+    assert total == 4 and [r["row_id"] for r in rows] == ["r9", "r6"]
+    rows, total = store.spend_logs(filters={"key": "k1"}, tag="b")
+    assert total == 2 and [r["row_id"] for r in rows] == ["r9", "r3"]
+    rows, total = store.spend_logs(filters={}, tag="a", start=1_700_000_004.0, end=1_700_000_007.0, offset=1)
+    assert total == 3 and [r["row_id"] for r in rows] == ["r5", "r4"]
+    rows, total = store.spend_logs(filters={"key": "k0"}, tag="a", start=1_700_000_004.0)
+    assert total == 4 and [r["row_id"] for r in rows] == ["r10", "r8", "r6", "r4"]
+
+
 def test_logs_filter_and_page(store):
     store.record_spend([spend_row(f"r{i}", key_hash="k1" if i % 2 else "k2", model_group="m", tags=[f"t{i % 3}"],
                                   start_time=1_700_000_000.0 + i) for i in range(10)])
