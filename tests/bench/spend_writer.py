@@ -6,7 +6,8 @@
    seed page sends them), its spool line measured.
 2. How fast the writer drains: `--rows` copies of that row (new ids, 500 keys, 100 users, 20
    teams, a row every 2.6 s so a million are a month, a tag on every tenth) appended to a
-   spool, then drained into the store exactly as the gateway's writer does (`Spool.drain` into `record_spend`, `WRITER_BATCH_ROWS` a batch, running totals moved).
+   spool, then drained into the store exactly as the gateway's writer does (`Spool.drain` into
+   `record_spend`, `WRITER_BATCH_ROWS` a batch, running totals moved).
 3. How `/spend/logs` answers at `--fill` rows: the store's own queries by key, team, tag and time,
    the median of 20 of each, and their plans (EXPLAIN: index reads, never a scan of spend_logs).
 
