@@ -41,6 +41,8 @@ _SDK_TYPES = ("OpenAIObject", "ModelResponse", "ModelResponseStream", "TextCompl
 _LAZY = {
     "hookimpl": "dheera_ai.plugin_manager",
     "completion_cost": "dheera_ai.sdk.api",
+    "Router": "dheera_ai.sdk.router",
+    "ConfigError": "dheera_ai.config",
     **{name: "dheera_ai.sdk.api" for name in _SDK_FUNCTIONS},
     **{"a" + name: "dheera_ai.sdk.api" for name in _SDK_FUNCTIONS},
     **{name: "dheera_ai.sdk.objects" for name in _SDK_TYPES},

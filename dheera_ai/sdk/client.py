@@ -8,6 +8,7 @@ The engine is built on the first call, once per process, with every registered p
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 
@@ -19,14 +20,18 @@ from dheera_ai.sdk.uploads import uploads
 from dheera_ai.types import Call, Deployment, Principal
 
 GATEWAY = "dheera_ai_proxy"
+# Per-call routing (LiteLLM's `completion(..., fallbacks=[...], num_retries=N)`): the call runs
+# through a router made for it, so retries and fallbacks are the gateway's own.
+ROUTING_OPTIONS = ("fallbacks", "num_retries", "context_window_fallbacks", "content_policy_fallbacks")
 # Arguments that steer the call rather than go into the API request's body.
 OPTIONS = ("api_base", "base_url", "api_key", "api_version", "timeout", "extra_body", "metadata", "tags",
-           "mock_response", "use_dheera_ai_proxy", "custom_llm_provider", "drop_params")
+           "mock_response", "use_dheera_ai_proxy", "custom_llm_provider", "drop_params", *ROUTING_OPTIONS)
 # Fields the pipeline reads from `gateway_params` (the enrichment plugin, the mock provider).
 _GATEWAY_PARAMS = ("metadata", "tags", "mock_response")
 _PRINCIPAL = Principal(kind="sdk")
 _KNOWN_LIMIT = 1024  # deployments remembered for response-id follow-ups
 
+_log = logging.getLogger("dheera_ai.sdk")
 _lock = threading.Lock()
 _engine = None
 _prices = None
@@ -40,7 +45,6 @@ def engine():
         with _lock:
             if _engine is None:
                 import importlib
-                import logging
 
                 import plugins
                 from dheera_ai.engine import Engine
@@ -145,17 +149,91 @@ def split_options(params: dict) -> tuple[dict, dict]:
     return options, body
 
 
+def routed_engine(model_list: list, router_settings: dict, source: str = "dheera_ai.Router"):
+    """An engine for a `dheera_ai.Router`: the SDK engine's plugins and providers, with its own
+    config (validated as a config file's `model_list` and `router_settings` are, `os.environ/`
+    resolved), router and pipeline. Raises `ConfigError` naming each bad field."""
+    from dheera_ai.config import build_config
+    from dheera_ai.engine import Engine
+    from dheera_ai.router.cooldowns import MemoryCooldowns
+
+    base = engine()
+    config = build_config({"model_list": model_list, "router_settings": router_settings},
+                          base.providers.names(), source=source)
+    for warning in config.warnings:  # keys nobody reads (LiteLLM's `set_verbose`, ...), to the host's logging
+        _log.warning("%s: %s", source, warning)
+    routed = Engine(config, base.plugin_manager, base.providers)
+    # An in-process router's cooldowns are this process's, as its stats are (no file in the working directory).
+    routed.router.cooldowns = MemoryCooldowns()
+    return routed
+
+
+class _Routed:
+    """What `pipeline.run` needs for one call's own router (per-call fallbacks and retries)."""
+
+    def __init__(self, deployments: list[Deployment], settings: dict):
+        from dheera_ai.pipeline import Pipeline
+        from dheera_ai.router import Router
+
+        base = engine()
+        self.router = Router(deployments, settings, provider_names=base.providers.names())
+        self.pipeline = Pipeline(base.plugin_manager, base.config, self.router, base.providers)
+
+
+def _per_call_router(model: str, options: dict) -> _Routed:
+    """A router for one call: its model as the first group, each fallback (a model string, or a
+    dict of its own `model` and options) a group of its own, tried in order."""
+    from marshmallow import ValidationError
+
+    from dheera_ai.config import flatten_errors, load_router_settings
+
+    fallbacks = options.get("fallbacks") or []
+    if not isinstance(fallbacks, list):
+        raise BadRequestError("fallbacks must be a list of models (or of dicts with a 'model').", param="fallbacks")
+    base_options = {k: v for k, v in options.items() if k not in ROUTING_OPTIONS}
+    deployments = [deployment_for(model, base_options)]
+    for item in fallbacks:
+        if isinstance(item, str):
+            deployments.append(deployment_for(item, base_options))
+        elif isinstance(item, dict) and isinstance(item.get("model"), str):
+            deployments.append(deployment_for(item["model"], {**base_options, **item}))
+        elif isinstance(item, dict) and len(item) == 1:  # a Router-style {group: [groups]} entry
+            raise BadRequestError("fallbacks of dheera_ai.completion are models (model strings or dicts with a "
+                                  "'model'); {group: [groups]} is a Router's fallbacks.", param="fallbacks")
+        else:
+            raise BadRequestError(f"fallbacks: cannot use {item!r}: write a model string or a dict with a 'model'.",
+                                  param="fallbacks")
+    names = list(dict.fromkeys(d.model_name for d in deployments))
+    deployments = list({d.model_name: d for d in reversed(deployments)}.values())[::-1]
+    raw = {k: options[k] for k in ("num_retries",) if options.get(k) is not None}
+    if names[1:]:
+        raw["fallbacks"] = [{names[0]: names[1:]}]
+    for key in ("context_window_fallbacks", "content_policy_fallbacks"):
+        if options.get(key):
+            raw[key] = options[key]
+    try:
+        settings = load_router_settings(raw, names)
+    except ValidationError as e:
+        problem = flatten_errors(e.messages)[0]
+        raise BadRequestError(f"Invalid routing options: {problem}", param=problem.split(":")[0]) from None
+    return _Routed(deployments, settings)
+
+
 def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=None, files=(),
-        pin_response_id: str | None = None, deployment: Deployment | None = None):
-    """Carry out one call (on `deployment`, else on the one its arguments describe); its answer
-    as `result`, or a `Stream` of `chunk` when streamed."""
+        pin_response_id: str | None = None, deployment: Deployment | None = None, routed=None):
+    """Carry out one call (on `deployment`, else through the `routed` engine's router, else on
+    the one its arguments describe); its answer as `result`, or a `Stream` of `chunk` when streamed."""
     options, body = split_options(dict(params))
-    deployment = deployment or deployment_for(model, options)
+    if routed is None and deployment is None and any(options.get(k) is not None for k in ROUTING_OPTIONS):
+        routed = _per_call_router(model, options)
+        model = _group_name(model, options)
+    if routed is None:
+        deployment = deployment or deployment_for(model, options)
     extra = options.get("extra_body") or {}
     gateway_params = {k: options.get(k, extra.get(k)) for k in _GATEWAY_PARAMS}
-    if pin_response_id is not None:
+    if pin_response_id is not None and deployment is not None:
         body[pin_response_id] = _upstream_response_id(body[pin_response_id], deployment)
-    body["model"] = deployment.model
+    body["model"] = deployment.model if deployment is not None else model
     call = Call(call_id=ids.call_id(), call_type=call_type, model=model, body=body,
                 stream=bool(body.get("stream")) and chunk is not None, principal=_PRINCIPAL,
                 gateway_params={k: v for k, v in gateway_params.items() if v is not None})
@@ -163,9 +241,14 @@ def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=N
         _follow_callbacks(engine())
     with uploads(files) as call.files:
         try:
-            reply = engine().pipeline.run_on(call, deployment)
+            if routed is not None:
+                reply = routed.pipeline.run(call)
+                deployment = call.deployment
+            else:
+                reply = engine().pipeline.run_on(call, deployment)
         except DheeraAIError as error:
-            _attributed(error, deployment)
+            if call.deployment is not None:
+                _attributed(error, call.deployment)
             raise
     hidden = {"model_id": deployment.id, "custom_llm_provider": deployment.provider, "call_id": call.call_id,
               "api_base": deployment.params.get("api_base"), "response_cost": 0.0}
@@ -189,6 +272,11 @@ def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=N
     import orjson
 
     return result(orjson.loads(content), hidden)
+
+
+def _group_name(model: str, options: dict) -> str:
+    """The model group a per-call router gives the call's own model (its deployment's name)."""
+    return f"{options['custom_llm_provider']}/{model or ''}" if options.get("custom_llm_provider") else model
 
 
 def follow_up(call_type: str, response_id: str, params: dict, result=objects.Result):
