@@ -15,9 +15,9 @@ plus these options:
 - `drop_params=True`: leave out parameters the provider is known to reject, instead of failing;
 - `mock_response` (with `mock/<name>` models): the answer, or an error class to raise.
 
-The async twins run the same call in a worker thread (`asyncio.to_thread`) and return streams as
-async iterators whose chunks are also read in worker threads: honest and simple, not natively
-asynchronous I/O, so concurrency is bounded by the default thread pool.
+The async twins run the same call on the caller's event loop (`dheera_ai.sdk.aio`): the same
+pipeline and providers, their HTTP sent with an async client (httpx, one pool per loop), no
+thread per call; streams are async iterators, and cancelling the task closes the upstream connection.
 """
 
 from __future__ import annotations
@@ -116,23 +116,28 @@ def completion_cost(completion_response=None, **_ignored) -> float:
     return float(getattr(completion_response, "_hidden_params", {}).get("response_cost") or 0.0)
 
 
-def _in_thread(function, args, kwargs):
+def _read_whole(function, args, kwargs):
     result = function(*args, **kwargs)
     if isinstance(result, objects.BinaryResponse):
-        result.read()  # audio is read here, not on the event loop
+        result.read()  # audio is read while the call is awaited, so `.content` needs no loop later
     return result
+
+
+async def awaited(function, args, kwargs):
+    """`function(*args, **kwargs)` run on this event loop; a stream as an `AsyncStream`."""
+    from dheera_ai.sdk import aio
+
+    result = await aio.run(_read_whole, function, args, kwargs)
+    return objects.AsyncStream(result) if isinstance(result, objects.Stream) else result
 
 
 def _async_twin(function):
     @functools.wraps(function)
     async def twin(*args, **kwargs):
-        import asyncio
-
-        result = await asyncio.to_thread(_in_thread, function, args, kwargs)
-        return objects.AsyncStream(result) if isinstance(result, objects.Stream) else result
+        return await awaited(function, args, kwargs)
 
     twin.__name__ = twin.__qualname__ = "a" + function.__name__
-    twin.__doc__ = f"`{function.__name__}`, awaited: run in a worker thread; a stream is an async iterator."
+    twin.__doc__ = f"`{function.__name__}`, awaited on the caller's event loop; a stream is an async iterator."
     return twin
 
 

@@ -161,7 +161,9 @@ _END = object()
 
 
 class AsyncStream:
-    """The async functions' stream: each chunk is read from the sync stream in a worker thread."""
+    """The async functions' stream: `async for` its chunks; each is read on the caller's event
+    loop (`dheera_ai.sdk.aio`). `aclose()` (or leaving `async with`) closes the upstream connection,
+    as cancelling the task that reads it does."""
 
     def __init__(self, stream: Stream):
         self._stream = stream
@@ -170,35 +172,35 @@ class AsyncStream:
         return self
 
     async def __anext__(self):
-        import asyncio
+        from dheera_ai.sdk import aio
 
-        chunk = await asyncio.to_thread(next, self._stream, _END)
+        chunk = await aio.run(next, self._stream, _END)
         if chunk is _END:
             raise StopAsyncIteration
         return chunk
 
-    @property
-    def usage(self):
-        return self._stream.usage
-
-    @property
-    def response_cost(self) -> float:
-        return self._stream.response_cost
-
-    @property
-    def _hidden_params(self) -> dict:
-        return self._stream._hidden_params
-
     async def aclose(self) -> None:
-        import asyncio
+        from dheera_ai.sdk import aio
 
-        await asyncio.to_thread(self._stream.close)
+        await aio.run(self._stream.close)
 
     async def __aenter__(self):
         return self
 
     async def __aexit__(self, *exc):
         await self.aclose()
+
+    @property
+    def _hidden_params(self) -> dict:
+        return self._stream._hidden_params
+
+    @property
+    def response_cost(self) -> float:
+        return self._stream.response_cost
+
+    @property
+    def usage(self):
+        return self._stream.usage
 
 
 class BinaryResponse:

@@ -8,7 +8,6 @@ cooldowns, timeouts). Its methods are the SDK's functions with `model` naming a 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 
 from dheera_ai.sdk import api, objects
@@ -90,11 +89,10 @@ class Router:
 
 def _async_method(name: str):
     async def method(self, *args, **kwargs):
-        result = await asyncio.to_thread(api._in_thread, getattr(self, name), args, kwargs)
-        return objects.AsyncStream(result) if isinstance(result, objects.Stream) else result
+        return await api.awaited(getattr(self, name), args, kwargs)
 
     method.__name__ = method.__qualname__ = "a" + name
-    method.__doc__ = f"`{name}`, awaited; a stream is an async iterator."
+    method.__doc__ = f"`{name}`, awaited on the caller's event loop; a stream is an async iterator."
     return method
 
 
