@@ -33,10 +33,12 @@ drop_params: bool = False  # leave out parameters a provider is known to reject
 callbacks: list = []  # ["otel"]: each call is a CLIENT span in the application's trace
 
 _SDK_FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
-                  "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses")
+                  "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",
+                  "list_input_items", "anthropic_messages")
 _SDK_TYPES = ("OpenAIObject", "ModelResponse", "ModelResponseStream", "TextCompletionResponse", "EmbeddingResponse",
               "ImageResponse", "TranscriptionResponse", "RerankResponse", "ModerationResponse", "ResponsesAPIResponse",
-              "ResponsesAPIStreamEvent", "DeleteResponseResult", "Stream", "AsyncStream", "BinaryResponse",
+              "ResponsesAPIStreamEvent", "DeleteResponseResult", "ResponseInputItemsList",
+              "AnthropicMessagesResponse", "AnthropicMessagesStreamEvent", "Stream", "AsyncStream", "BinaryResponse",
               "HttpxBinaryResponseContent")
 _LAZY = {
     "hookimpl": "dheera_ai.plugin_manager",

@@ -75,6 +75,12 @@ def transcription(*, model: str, file, **params):
     return _run("audio_transcriptions", model, params, objects.TranscriptionResponse, files=[("file", file)])
 
 
+def translation(*, model: str, file, **params):
+    """Speech in any language to English text (`/v1/audio/translations`): a `TranscriptionResponse`,
+    or the text itself for `response_format` text, srt or vtt."""
+    return _run("audio_translations", model, params, objects.TranscriptionResponse, files=[("file", file)])
+
+
 def speech(*, model: str, input: str, voice="alloy", **params):  # noqa: A002
     """Text to speech: a `BinaryResponse` (`.content`, `.read()`, `.stream_to_file(path)`). `voice`
     defaults to `alloy`, the first of OpenAI's voices, since the API requires one."""
@@ -98,6 +104,21 @@ def responses(*, model: str, input=None, stream: bool | None = None, **params): 
     pin = "previous_response_id" if params.get("previous_response_id") else None
     return _run("responses", model, body, objects.ResponsesAPIResponse, objects.ResponsesAPIStreamEvent,
                       pin_response_id=pin)
+
+
+def anthropic_messages(model: str, messages: list, max_tokens: int | None = None, *, stream: bool | None = None,
+                       **params):
+    """A call in Anthropic's Messages API shape (`/v1/messages`): an `AnthropicMessagesResponse`, or a
+    `Stream` of `AnthropicMessagesStreamEvent`s. Anthropic models get it as it is; any other model
+    is served through its chat completions and answers in Anthropic's shape, as the gateway does."""
+    body = {**params, "messages": messages, "max_tokens": max_tokens, "stream": stream or None}
+    return _run("anthropic_messages", model, body, objects.AnthropicMessagesResponse,
+                objects.AnthropicMessagesStreamEvent)
+
+
+def list_input_items(response_id: str, **params):
+    """The input items of a stored response (found as `get_responses` finds it): a `ResponseInputItemsList`."""
+    return _follow_up("responses_input_items", response_id, params, objects.ResponseInputItemsList)
 
 
 def get_responses(response_id: str, **params):
@@ -142,7 +163,8 @@ def _async_twin(function):
 
 
 FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
-             "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses")
+             "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",
+             "list_input_items", "anthropic_messages")
 # acompletion, atext_completion, aembedding, ... adelete_responses
 for _name in FUNCTIONS:
     globals()["a" + _name] = _async_twin(globals()[_name])

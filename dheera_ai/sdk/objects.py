@@ -116,6 +116,18 @@ class DeleteResponseResult(Result):
     pass
 
 
+class ResponseInputItemsList(Result):
+    """The input items of a stored response (`data`, `has_more`, `first_id`, `last_id`)."""
+
+
+class AnthropicMessagesResponse(Result):
+    """An Anthropic Messages API message (`content`, `stop_reason`, `usage`), as the API wrote it."""
+
+
+class AnthropicMessagesStreamEvent(OpenAIObject):
+    """One event of a streamed `/v1/messages` call (`event.type`: `message_start`, `content_block_delta`, ...)."""
+
+
 class ResponsesAPIStreamEvent(OpenAIObject):
     """One event of a streamed Responses API call (`event.type`: `response.output_text.delta`, ...)."""
 

@@ -73,6 +73,16 @@ class Router:
         return self._run("audio_transcriptions", model, params, objects.TranscriptionResponse,
                          files=[("file", file)])
 
+    def translation(self, model: str, file, **params):
+        return self._run("audio_translations", model, params, objects.TranscriptionResponse,
+                         files=[("file", file)])
+
+    def anthropic_messages(self, model: str, messages: list, max_tokens: int | None = None, *,
+                           stream: bool | None = None, **params):
+        body = {**params, "messages": messages, "max_tokens": max_tokens, "stream": stream or None}
+        return self._run("anthropic_messages", model, body, objects.AnthropicMessagesResponse,
+                         objects.AnthropicMessagesStreamEvent)
+
     def speech(self, model: str, input: str, voice="alloy", **params):  # noqa: A002
         return self._run("audio_speech", model, {**params, "input": input, "voice": voice})
 
@@ -96,7 +106,7 @@ def _async_method(name: str):
     return method
 
 
-METHODS = ("completion", "text_completion", "embedding", "image_generation", "transcription", "speech", "rerank",
-           "moderation", "responses")
+METHODS = ("completion", "text_completion", "embedding", "image_generation", "transcription", "translation",
+           "speech", "rerank", "moderation", "responses", "anthropic_messages")
 for _name in METHODS:
     setattr(Router, "a" + _name, _async_method(_name))
