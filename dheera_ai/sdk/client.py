@@ -1,8 +1,9 @@
 """The SDK's side of the engine: each function call becomes a `Call` run on a deployment built
 from the call's own arguments, through the same pipeline (hooks, providers, recording) as the gateway.
 
-The engine is built on the first call, once per process, with every registered provider (the
-`dheera_ai` entry-point group, else the built-in plugins); nothing happens at import time.
+The engine is built on the first call, once per process, with every plugin of the `dheera_ai`
+entry-point group (the built-in providers included), as the gateway builds its own; nothing
+happens at import time.
 """
 
 from __future__ import annotations
@@ -39,20 +40,22 @@ _known: dict[str, Deployment] = {}
 
 
 def engine():
-    """The process's SDK engine, built on first use."""
+    """The process's SDK engine, built on first use: every plugin of the `dheera_ai` entry-point
+    group, as the gateway loads them (the built-in providers are registered that way too, so an
+    installed third-party provider or hook plugin applies to SDK calls as well)."""
     global _engine
     if _engine is None:
         with _lock:
             if _engine is None:
-                import importlib
-
-                import plugins
                 from dheera_ai.engine import Engine
 
                 # A library logs to no one until its user configures logging (no stderr lines per failed call).
                 logging.getLogger("dheera_ai").addHandler(logging.NullHandler())
-                builtin = [importlib.import_module(name) for name in plugins.BUILTIN]
-                _engine = Engine.from_raw_config({"model_list": []}, source="dheera_ai SDK", plugins=builtin)
+                built = Engine.from_raw_config({"model_list": []}, source="dheera_ai SDK", load_entrypoints=True)
+                if not built.providers.names():
+                    raise RuntimeError("No providers registered: the dheera_ai entry-point group is empty. Install "
+                                       "the package (pip install dheera-ai, or pip install -e . in a checkout).")
+                _engine = built
     return _engine
 
 
