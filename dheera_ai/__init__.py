@@ -31,6 +31,10 @@ api_key: str | None = None  # that gateway's key
 use_dheera_ai_proxy: bool = False  # send every call, model string unchanged, to that gateway
 drop_params: bool = False  # leave out parameters a provider is known to reject
 callbacks: list = []  # ["otel"]: each call is a CLIENT span in the application's trace
+# Plain callables `f(kwargs, completion_response, start_time, end_time)` run after each SDK call
+# that succeeded / failed (LiteLLM's signature; see dheera_ai/sdk/callbacks.py).
+success_callback: list = []
+failure_callback: list = []
 
 _SDK_FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
                   "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",

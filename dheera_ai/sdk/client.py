@@ -225,7 +225,47 @@ def _per_call_router(model: str, options: dict) -> _Routed:
 def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=None, files=(),
         pin_response_id: str | None = None, deployment: Deployment | None = None, routed=None):
     """Carry out one call (on `deployment`, else through the `routed` engine's router, else on
-    the one its arguments describe); its answer as `result`, or a `Stream` of `chunk` when streamed."""
+    the one its arguments describe); its answer as `result`, or a `Stream` of `chunk` when streamed.
+    `dheera_ai.success_callback` / `failure_callback` hear how it ended."""
+    from dheera_ai.sdk import callbacks
+
+    if not callbacks.wanted():
+        return _carry_out(call_type, model, params, result, chunk, files, pin_response_id, deployment, routed)
+    report = _Report(call_type, model, params)
+    try:
+        return _carry_out(call_type, model, params, result, chunk, files, pin_response_id, deployment, routed,
+                          report)
+    except DheeraAIError as error:
+        report.ended(None, error)
+        raise
+
+
+class _Report:
+    """Tells the SDK's callbacks, once, how one call ended."""
+
+    def __init__(self, call_type: str, model: str, params: dict):
+        from dheera_ai.sdk import callbacks
+
+        self.call_type, self.model, self.params = call_type, model, params
+        self.started = callbacks.now()
+        self.hidden: dict = {}
+        self.call_id = None
+        self._done = False
+
+    def ended(self, response, error=None) -> None:
+        from dheera_ai.sdk import callbacks
+
+        if self._done:
+            return
+        self._done = True
+        kwargs = callbacks.call_kwargs(self.call_type, self.model, self.params, self.hidden, self.call_id)
+        if error is None:
+            callbacks.succeeded(kwargs, response, self.started, callbacks.now())
+        else:
+            callbacks.failed(kwargs, error, self.started, callbacks.now())
+
+
+def _carry_out(call_type, model, params, result, chunk, files, pin_response_id, deployment, routed, report=None):
     options, body = split_options(dict(params))
     if routed is None and deployment is None and any(options.get(k) is not None for k in ROUTING_OPTIONS):
         routed = _per_call_router(model, options)
@@ -240,6 +280,8 @@ def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=N
     call = Call(call_id=ids.call_id(), call_type=call_type, model=model, body=body,
                 stream=bool(body.get("stream")) and chunk is not None, principal=_PRINCIPAL,
                 gateway_params={k: v for k, v in gateway_params.items() if v is not None})
+    if report is not None:
+        report.call_id = call.call_id
     if dheera_ai.callbacks or _tracing is not None:
         _follow_callbacks(engine())
     with uploads(files) as call.files:
@@ -255,26 +297,40 @@ def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=N
             raise
     hidden = {"model_id": deployment.id, "custom_llm_provider": deployment.provider, "call_id": call.call_id,
               "api_base": deployment.params.get("api_base"), "response_cost": 0.0}
+    if report is not None:
+        report.hidden = hidden
 
     def priced(usage):
         hidden["response_cost"] = prices().cost(deployment, usage, call.body).amount
 
     if call_type == "audio_speech":
-        return objects.BinaryResponse(_priced_at_end(reply, priced), reply.content_type, hidden)
+        made = []  # the BinaryResponse, for the success callbacks once its bytes are all read
+        answer = objects.BinaryResponse(_priced_at_end(reply, priced, report and (lambda: report.ended(made[0]))),
+                                        reply.content_type, hidden)
+        made.append(answer)
+        return answer
     if reply.stream is not None and chunk is not None:
         def finished(stream):
             priced(reply.usage)
             stream.usage = _usage(reply.usage)
-        return objects.Stream(_chunks(reply, chunk, deployment), hidden, finished)
+            if report is not None:
+                report.ended(stream)
+        chunks = _chunks(reply, chunk, deployment)
+        return objects.Stream(_reported(chunks, report) if report is not None else chunks, hidden, finished)
     priced(reply.usage)
     if reply.data is not None:
-        return result(reply.data, hidden)
-    content = reply.body if reply.body is not None else b"".join(reply.stream or ())
-    if not reply.content_type.startswith("application/json"):
-        return content.decode("utf-8", "replace")  # a transcript asked for as text, srt or vtt
-    import orjson
+        answer = result(reply.data, hidden)
+    else:
+        content = reply.body if reply.body is not None else b"".join(reply.stream or ())
+        if not reply.content_type.startswith("application/json"):
+            answer = content.decode("utf-8", "replace")  # a transcript asked for as text, srt or vtt
+        else:
+            import orjson
 
-    return result(orjson.loads(content), hidden)
+            answer = result(orjson.loads(content), hidden)
+    if report is not None:
+        report.ended(answer)
+    return answer
 
 
 def _group_name(model: str, options: dict) -> str:
@@ -324,9 +380,20 @@ def _usage(usage):
                                  "total_tokens": usage.total_tokens, **usage.details})
 
 
-def _priced_at_end(reply, priced):
+def _priced_at_end(reply, priced, ended=None):
     yield from reply.stream
     priced(reply.usage)
+    if ended is not None:
+        ended()
+
+
+def _reported(chunks, report: _Report):
+    """The chunks; an error that breaks the stream goes to the failure callbacks."""
+    try:
+        yield from chunks
+    except DheeraAIError as error:
+        report.ended(None, error)
+        raise
 
 
 def _chunks(reply, chunk, deployment: Deployment):
