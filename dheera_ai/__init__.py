@@ -31,16 +31,24 @@ api_key: str | None = None  # that gateway's key
 use_dheera_ai_proxy: bool = False  # send every call, model string unchanged, to that gateway
 drop_params: bool = False  # leave out parameters a provider is known to reject
 callbacks: list = []  # ["otel"]: each call is a CLIENT span in the application's trace
+# Plain callables `f(kwargs, completion_response, start_time, end_time)` run after each SDK call
+# that succeeded / failed (LiteLLM's signature; see dheera_ai/sdk/callbacks.py).
+success_callback: list = []
+failure_callback: list = []
 
 _SDK_FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
-                  "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses")
+                  "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",
+                  "list_input_items", "anthropic_messages")
 _SDK_TYPES = ("OpenAIObject", "ModelResponse", "ModelResponseStream", "TextCompletionResponse", "EmbeddingResponse",
               "ImageResponse", "TranscriptionResponse", "RerankResponse", "ModerationResponse", "ResponsesAPIResponse",
-              "ResponsesAPIStreamEvent", "DeleteResponseResult", "Stream", "AsyncStream", "BinaryResponse",
+              "ResponsesAPIStreamEvent", "DeleteResponseResult", "ResponseInputItemsList",
+              "AnthropicMessagesResponse", "AnthropicMessagesStreamEvent", "Stream", "AsyncStream", "BinaryResponse",
               "HttpxBinaryResponseContent")
 _LAZY = {
     "hookimpl": "dheera_ai.plugin_manager",
     "completion_cost": "dheera_ai.sdk.api",
+    "Router": "dheera_ai.sdk.router",
+    "ConfigError": "dheera_ai.config",
     **{name: "dheera_ai.sdk.api" for name in _SDK_FUNCTIONS},
     **{"a" + name: "dheera_ai.sdk.api" for name in _SDK_FUNCTIONS},
     **{name: "dheera_ai.sdk.objects" for name in _SDK_TYPES},

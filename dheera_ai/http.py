@@ -47,6 +47,10 @@ _pools = SPARE_POOLS
 _session = None
 _session_pid = None
 _guarded: dict = {}  # allowed hosts -> session for client-supplied addresses, this process
+# The SDK's async transport (`dheera_ai.sdk.aio`), once an async SDK call has run: code it runs
+# sends its requests, reads its bodies and waits on the caller's event loop, not with `requests`.
+# None in the gateway, so its path has no check beyond this one.
+async_bridge = None
 
 
 def expect_hosts(count: int) -> None:
@@ -179,6 +183,18 @@ def request(method: str, url: str, *, json_body=None, data=None, files=None, hea
             raise Timeout(f"{provider or 'upstream'}: no answer within the call's timeout", provider=provider)
         read_timeout = min(read_timeout, remaining)
     started = time.perf_counter()
+    bridge = async_bridge
+    if bridge is not None and bridge.active() and not (deployment is not None and deployment.from_client):
+        try:
+            response = bridge.send(method, url, data=data, files=files, headers=headers, params=params,
+                                   connect_timeout=min(CONNECT_TIMEOUT, read_timeout), read_timeout=read_timeout,
+                                   stream=stream, deadline=deadline, provider=provider)
+        finally:
+            if call is not None:
+                call.upstream_seconds += time.perf_counter() - started
+        if response.status_code >= 300:
+            raise upstream_error(response, provider)
+        return response
     try:
         response = _send(_session_for(call), method, url, data=data, files=files, headers=headers, params=params,
                          timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
@@ -342,9 +358,22 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def wait(seconds: float) -> None:
+    """Wait between attempts: on the caller's event loop in an async SDK call, else sleep."""
+    bridge = async_bridge
+    if bridge is not None and bridge.active():
+        bridge.sleep(seconds)
+    else:
+        time.sleep(seconds)
+
+
 def iter_body(response, chunk_size: int = 65536):
     """The body as it arrives: each read returns what the socket has, never waits to fill a buffer
     (so a close-delimited or content-length stream is not held back), gzip decoded."""
+    bridged = getattr(response, "iter_body", None)  # a response of the async transport
+    if bridged is not None:
+        yield from bridged(chunk_size)
+        return
     raw = response.raw
     try:
         while True:

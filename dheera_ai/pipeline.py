@@ -16,6 +16,7 @@ import traceback
 
 import orjson
 
+from dheera_ai import http
 from dheera_ai.errors import AuthenticationError, DheeraAIError, InternalServerError, Timeout
 from dheera_ai.redact import redact
 from dheera_ai.router import policy
@@ -119,7 +120,7 @@ class Pipeline:
                     raise error from None
                 raise _AttemptRefused(refusal) from None
             if error is not None:
-                time.sleep(policy.wait_before_retry(router.settings, retries - 1, error,
+                http.wait(policy.wait_before_retry(router.settings, retries - 1, error,
                                                     same_deployment=deployment.id == previous.id))
             elif fallback:
                 call.attempted_fallbacks += 1

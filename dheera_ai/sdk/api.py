@@ -15,9 +15,9 @@ plus these options:
 - `drop_params=True`: leave out parameters the provider is known to reject, instead of failing;
 - `mock_response` (with `mock/<name>` models): the answer, or an error class to raise.
 
-The async twins run the same call in a worker thread (`asyncio.to_thread`) and return streams as
-async iterators whose chunks are also read in worker threads: honest and simple, not natively
-asynchronous I/O, so concurrency is bounded by the default thread pool.
+The async twins run the same call on the caller's event loop (`dheera_ai.sdk.aio`): the same
+pipeline and providers, their HTTP sent with an async client (httpx, one pool per loop), no
+thread per call; streams are async iterators, and cancelling the task closes the upstream connection.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ def transcription(*, model: str, file, **params):
     return _run("audio_transcriptions", model, params, objects.TranscriptionResponse, files=[("file", file)])
 
 
+def translation(*, model: str, file, **params):
+    """Speech in any language to English text (`/v1/audio/translations`): a `TranscriptionResponse`,
+    or the text itself for `response_format` text, srt or vtt."""
+    return _run("audio_translations", model, params, objects.TranscriptionResponse, files=[("file", file)])
+
+
 def speech(*, model: str, input: str, voice="alloy", **params):  # noqa: A002
     """Text to speech: a `BinaryResponse` (`.content`, `.read()`, `.stream_to_file(path)`). `voice`
     defaults to `alloy`, the first of OpenAI's voices, since the API requires one."""
@@ -100,6 +106,21 @@ def responses(*, model: str, input=None, stream: bool | None = None, **params): 
                       pin_response_id=pin)
 
 
+def anthropic_messages(model: str, messages: list, max_tokens: int | None = None, *, stream: bool | None = None,
+                       **params):
+    """A call in Anthropic's Messages API shape (`/v1/messages`): an `AnthropicMessagesResponse`, or a
+    `Stream` of `AnthropicMessagesStreamEvent`s. Anthropic models get it as it is; any other model
+    is served through its chat completions and answers in Anthropic's shape, as the gateway does."""
+    body = {**params, "messages": messages, "max_tokens": max_tokens, "stream": stream or None}
+    return _run("anthropic_messages", model, body, objects.AnthropicMessagesResponse,
+                objects.AnthropicMessagesStreamEvent)
+
+
+def list_input_items(response_id: str, **params):
+    """The input items of a stored response (found as `get_responses` finds it): a `ResponseInputItemsList`."""
+    return _follow_up("responses_input_items", response_id, params, objects.ResponseInputItemsList)
+
+
 def get_responses(response_id: str, **params):
     """A stored response, from where it was made: a response this process created needs nothing
     else; otherwise say where with `model=` (or `custom_llm_provider=`) and api_base/api_key."""
@@ -116,28 +137,34 @@ def completion_cost(completion_response=None, **_ignored) -> float:
     return float(getattr(completion_response, "_hidden_params", {}).get("response_cost") or 0.0)
 
 
-def _in_thread(function, args, kwargs):
+def _read_whole(function, args, kwargs):
     result = function(*args, **kwargs)
     if isinstance(result, objects.BinaryResponse):
-        result.read()  # audio is read here, not on the event loop
+        result.read()  # audio is read while the call is awaited, so `.content` needs no loop later
     return result
+
+
+async def awaited(function, args, kwargs):
+    """`function(*args, **kwargs)` run on this event loop; a stream as an `AsyncStream`."""
+    from dheera_ai.sdk import aio
+
+    result = await aio.run(_read_whole, function, args, kwargs)
+    return objects.AsyncStream(result) if isinstance(result, objects.Stream) else result
 
 
 def _async_twin(function):
     @functools.wraps(function)
     async def twin(*args, **kwargs):
-        import asyncio
-
-        result = await asyncio.to_thread(_in_thread, function, args, kwargs)
-        return objects.AsyncStream(result) if isinstance(result, objects.Stream) else result
+        return await awaited(function, args, kwargs)
 
     twin.__name__ = twin.__qualname__ = "a" + function.__name__
-    twin.__doc__ = f"`{function.__name__}`, awaited: run in a worker thread; a stream is an async iterator."
+    twin.__doc__ = f"`{function.__name__}`, awaited on the caller's event loop; a stream is an async iterator."
     return twin
 
 
 FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
-             "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses")
+             "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",
+             "list_input_items", "anthropic_messages")
 # acompletion, atext_completion, aembedding, ... adelete_responses
 for _name in FUNCTIONS:
     globals()["a" + _name] = _async_twin(globals()[_name])

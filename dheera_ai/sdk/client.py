@@ -1,13 +1,15 @@
 """The SDK's side of the engine: each function call becomes a `Call` run on a deployment built
 from the call's own arguments, through the same pipeline (hooks, providers, recording) as the gateway.
 
-The engine is built on the first call, once per process, with every registered provider (the
-`dheera_ai` entry-point group, else the built-in plugins); nothing happens at import time.
+The engine is built on the first call, once per process, with every plugin of the `dheera_ai`
+entry-point group (the built-in providers included), as the gateway builds its own; nothing
+happens at import time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 
@@ -19,14 +21,18 @@ from dheera_ai.sdk.uploads import uploads
 from dheera_ai.types import Call, Deployment, Principal
 
 GATEWAY = "dheera_ai_proxy"
+# Per-call routing (LiteLLM's `completion(..., fallbacks=[...], num_retries=N)`): the call runs
+# through a router made for it, so retries and fallbacks are the gateway's own.
+ROUTING_OPTIONS = ("fallbacks", "num_retries", "context_window_fallbacks", "content_policy_fallbacks")
 # Arguments that steer the call rather than go into the API request's body.
 OPTIONS = ("api_base", "base_url", "api_key", "api_version", "timeout", "extra_body", "metadata", "tags",
-           "mock_response", "use_dheera_ai_proxy", "custom_llm_provider", "drop_params")
+           "mock_response", "use_dheera_ai_proxy", "custom_llm_provider", "drop_params", *ROUTING_OPTIONS)
 # Fields the pipeline reads from `gateway_params` (the enrichment plugin, the mock provider).
 _GATEWAY_PARAMS = ("metadata", "tags", "mock_response")
 _PRINCIPAL = Principal(kind="sdk")
 _KNOWN_LIMIT = 1024  # deployments remembered for response-id follow-ups
 
+_log = logging.getLogger("dheera_ai.sdk")
 _lock = threading.Lock()
 _engine = None
 _prices = None
@@ -34,21 +40,22 @@ _known: dict[str, Deployment] = {}
 
 
 def engine():
-    """The process's SDK engine, built on first use."""
+    """The process's SDK engine, built on first use: every plugin of the `dheera_ai` entry-point
+    group, as the gateway loads them (the built-in providers are registered that way too, so an
+    installed third-party provider or hook plugin applies to SDK calls as well)."""
     global _engine
     if _engine is None:
         with _lock:
             if _engine is None:
-                import importlib
-                import logging
-
-                import plugins
                 from dheera_ai.engine import Engine
 
                 # A library logs to no one until its user configures logging (no stderr lines per failed call).
                 logging.getLogger("dheera_ai").addHandler(logging.NullHandler())
-                builtin = [importlib.import_module(name) for name in plugins.BUILTIN]
-                _engine = Engine.from_raw_config({"model_list": []}, source="dheera_ai SDK", plugins=builtin)
+                built = Engine.from_raw_config({"model_list": []}, source="dheera_ai SDK", load_entrypoints=True)
+                if not built.providers.names():
+                    raise RuntimeError("No providers registered: the dheera_ai entry-point group is empty. Install "
+                                       "the package (pip install dheera-ai, or pip install -e . in a checkout).")
+                _engine = built
     return _engine
 
 
@@ -145,50 +152,190 @@ def split_options(params: dict) -> tuple[dict, dict]:
     return options, body
 
 
+def routed_engine(model_list: list, router_settings: dict, source: str = "dheera_ai.Router"):
+    """An engine for a `dheera_ai.Router`: the SDK engine's plugins and providers, with its own
+    config (validated as a config file's `model_list` and `router_settings` are, `os.environ/`
+    resolved), router and pipeline. Raises `ConfigError` naming each bad field."""
+    from dheera_ai.config import build_config
+    from dheera_ai.engine import Engine
+    from dheera_ai.router.cooldowns import MemoryCooldowns
+
+    base = engine()
+    config = build_config({"model_list": model_list, "router_settings": router_settings},
+                          base.providers.names(), source=source)
+    for warning in config.warnings:  # keys nobody reads (LiteLLM's `set_verbose`, ...), to the host's logging
+        _log.warning("%s: %s", source, warning)
+    routed = Engine(config, base.plugin_manager, base.providers)
+    # An in-process router's cooldowns are this process's, as its stats are (no file in the working directory).
+    routed.router.cooldowns = MemoryCooldowns()
+    return routed
+
+
+class _Routed:
+    """What `pipeline.run` needs for one call's own router (per-call fallbacks and retries)."""
+
+    def __init__(self, deployments: list[Deployment], settings: dict):
+        from dheera_ai.pipeline import Pipeline
+        from dheera_ai.router import Router
+
+        base = engine()
+        self.router = Router(deployments, settings, provider_names=base.providers.names())
+        self.pipeline = Pipeline(base.plugin_manager, base.config, self.router, base.providers)
+
+
+def _per_call_router(model: str, options: dict) -> _Routed:
+    """A router for one call: its model as the first group, each fallback (a model string, or a
+    dict of its own `model` and options) a group of its own, tried in order."""
+    from marshmallow import ValidationError
+
+    from dheera_ai.config import flatten_errors, load_router_settings
+
+    fallbacks = options.get("fallbacks") or []
+    if not isinstance(fallbacks, list):
+        raise BadRequestError("fallbacks must be a list of models (or of dicts with a 'model').", param="fallbacks")
+    base_options = {k: v for k, v in options.items() if k not in ROUTING_OPTIONS}
+    deployments = [deployment_for(model, base_options)]
+    for item in fallbacks:
+        if isinstance(item, str):
+            deployments.append(deployment_for(item, base_options))
+        elif isinstance(item, dict) and isinstance(item.get("model"), str):
+            deployments.append(deployment_for(item["model"], {**base_options, **item}))
+        elif isinstance(item, dict) and len(item) == 1:  # a Router-style {group: [groups]} entry
+            raise BadRequestError("fallbacks of dheera_ai.completion are models (model strings or dicts with a "
+                                  "'model'); {group: [groups]} is a Router's fallbacks.", param="fallbacks")
+        else:
+            raise BadRequestError(f"fallbacks: cannot use {item!r}: write a model string or a dict with a 'model'.",
+                                  param="fallbacks")
+    names = list(dict.fromkeys(d.model_name for d in deployments))
+    deployments = list({d.model_name: d for d in reversed(deployments)}.values())[::-1]
+    raw = {k: options[k] for k in ("num_retries",) if options.get(k) is not None}
+    if names[1:]:
+        raw["fallbacks"] = [{names[0]: names[1:]}]
+    for key in ("context_window_fallbacks", "content_policy_fallbacks"):
+        if options.get(key):
+            raw[key] = options[key]
+    try:
+        settings = load_router_settings(raw, names)
+    except ValidationError as e:
+        problem = flatten_errors(e.messages)[0]
+        raise BadRequestError(f"Invalid routing options: {problem}", param=problem.split(":")[0]) from None
+    return _Routed(deployments, settings)
+
+
 def run(call_type: str, model: str, params: dict, result=objects.Result, chunk=None, files=(),
-        pin_response_id: str | None = None, deployment: Deployment | None = None):
-    """Carry out one call (on `deployment`, else on the one its arguments describe); its answer
-    as `result`, or a `Stream` of `chunk` when streamed."""
+        pin_response_id: str | None = None, deployment: Deployment | None = None, routed=None):
+    """Carry out one call (on `deployment`, else through the `routed` engine's router, else on
+    the one its arguments describe); its answer as `result`, or a `Stream` of `chunk` when streamed.
+    `dheera_ai.success_callback` / `failure_callback` hear how it ended."""
+    from dheera_ai.sdk import callbacks
+
+    if not callbacks.wanted():
+        return _carry_out(call_type, model, params, result, chunk, files, pin_response_id, deployment, routed)
+    report = _Report(call_type, model, params)
+    try:
+        return _carry_out(call_type, model, params, result, chunk, files, pin_response_id, deployment, routed,
+                          report)
+    except DheeraAIError as error:
+        report.ended(None, error)
+        raise
+
+
+class _Report:
+    """Tells the SDK's callbacks, once, how one call ended."""
+
+    def __init__(self, call_type: str, model: str, params: dict):
+        from dheera_ai.sdk import callbacks
+
+        self.call_type, self.model, self.params = call_type, model, params
+        self.started = callbacks.now()
+        self.hidden: dict = {}
+        self.call_id = None
+        self._done = False
+
+    def ended(self, response, error=None) -> None:
+        from dheera_ai.sdk import callbacks
+
+        if self._done:
+            return
+        self._done = True
+        kwargs = callbacks.call_kwargs(self.call_type, self.model, self.params, self.hidden, self.call_id)
+        if error is None:
+            callbacks.succeeded(kwargs, response, self.started, callbacks.now())
+        else:
+            callbacks.failed(kwargs, error, self.started, callbacks.now())
+
+
+def _carry_out(call_type, model, params, result, chunk, files, pin_response_id, deployment, routed, report=None):
     options, body = split_options(dict(params))
-    deployment = deployment or deployment_for(model, options)
+    if routed is None and deployment is None and any(options.get(k) is not None for k in ROUTING_OPTIONS):
+        routed = _per_call_router(model, options)
+        model = _group_name(model, options)
+    if routed is None:
+        deployment = deployment or deployment_for(model, options)
     extra = options.get("extra_body") or {}
     gateway_params = {k: options.get(k, extra.get(k)) for k in _GATEWAY_PARAMS}
-    if pin_response_id is not None:
+    if pin_response_id is not None and deployment is not None:
         body[pin_response_id] = _upstream_response_id(body[pin_response_id], deployment)
-    body["model"] = deployment.model
+    body["model"] = deployment.model if deployment is not None else model
     call = Call(call_id=ids.call_id(), call_type=call_type, model=model, body=body,
                 stream=bool(body.get("stream")) and chunk is not None, principal=_PRINCIPAL,
                 gateway_params={k: v for k, v in gateway_params.items() if v is not None})
+    if report is not None:
+        report.call_id = call.call_id
     if dheera_ai.callbacks or _tracing is not None:
         _follow_callbacks(engine())
     with uploads(files) as call.files:
         try:
-            reply = engine().pipeline.run_on(call, deployment)
+            if routed is not None:
+                reply = routed.pipeline.run(call)
+                deployment = call.deployment
+            else:
+                reply = engine().pipeline.run_on(call, deployment)
         except DheeraAIError as error:
-            _attributed(error, deployment)
+            if call.deployment is not None:
+                _attributed(error, call.deployment)
             raise
     hidden = {"model_id": deployment.id, "custom_llm_provider": deployment.provider, "call_id": call.call_id,
               "api_base": deployment.params.get("api_base"), "response_cost": 0.0}
+    if report is not None:
+        report.hidden = hidden
 
     def priced(usage):
         hidden["response_cost"] = prices().cost(deployment, usage, call.body).amount
 
     if call_type == "audio_speech":
-        return objects.BinaryResponse(_priced_at_end(reply, priced), reply.content_type, hidden)
+        made = []  # the BinaryResponse, for the success callbacks once its bytes are all read
+        answer = objects.BinaryResponse(_priced_at_end(reply, priced, report and (lambda: report.ended(made[0]))),
+                                        reply.content_type, hidden)
+        made.append(answer)
+        return answer
     if reply.stream is not None and chunk is not None:
         def finished(stream):
             priced(reply.usage)
             stream.usage = _usage(reply.usage)
-        return objects.Stream(_chunks(reply, chunk, deployment), hidden, finished)
+            if report is not None:
+                report.ended(stream)
+        chunks = _chunks(reply, chunk, deployment)
+        return objects.Stream(_reported(chunks, report) if report is not None else chunks, hidden, finished)
     priced(reply.usage)
     if reply.data is not None:
-        return result(reply.data, hidden)
-    content = reply.body if reply.body is not None else b"".join(reply.stream or ())
-    if not reply.content_type.startswith("application/json"):
-        return content.decode("utf-8", "replace")  # a transcript asked for as text, srt or vtt
-    import orjson
+        answer = result(reply.data, hidden)
+    else:
+        content = reply.body if reply.body is not None else b"".join(reply.stream or ())
+        if not reply.content_type.startswith("application/json"):
+            answer = content.decode("utf-8", "replace")  # a transcript asked for as text, srt or vtt
+        else:
+            import orjson
 
-    return result(orjson.loads(content), hidden)
+            answer = result(orjson.loads(content), hidden)
+    if report is not None:
+        report.ended(answer)
+    return answer
+
+
+def _group_name(model: str, options: dict) -> str:
+    """The model group a per-call router gives the call's own model (its deployment's name)."""
+    return f"{options['custom_llm_provider']}/{model or ''}" if options.get("custom_llm_provider") else model
 
 
 def follow_up(call_type: str, response_id: str, params: dict, result=objects.Result):
@@ -233,9 +380,20 @@ def _usage(usage):
                                  "total_tokens": usage.total_tokens, **usage.details})
 
 
-def _priced_at_end(reply, priced):
+def _priced_at_end(reply, priced, ended=None):
     yield from reply.stream
     priced(reply.usage)
+    if ended is not None:
+        ended()
+
+
+def _reported(chunks, report: _Report):
+    """The chunks; an error that breaks the stream goes to the failure callbacks."""
+    try:
+        yield from chunks
+    except DheeraAIError as error:
+        report.ended(None, error)
+        raise
 
 
 def _chunks(reply, chunk, deployment: Deployment):

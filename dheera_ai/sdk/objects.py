@@ -116,6 +116,18 @@ class DeleteResponseResult(Result):
     pass
 
 
+class ResponseInputItemsList(Result):
+    """The input items of a stored response (`data`, `has_more`, `first_id`, `last_id`)."""
+
+
+class AnthropicMessagesResponse(Result):
+    """An Anthropic Messages API message (`content`, `stop_reason`, `usage`), as the API wrote it."""
+
+
+class AnthropicMessagesStreamEvent(OpenAIObject):
+    """One event of a streamed `/v1/messages` call (`event.type`: `message_start`, `content_block_delta`, ...)."""
+
+
 class ResponsesAPIStreamEvent(OpenAIObject):
     """One event of a streamed Responses API call (`event.type`: `response.output_text.delta`, ...)."""
 
@@ -161,7 +173,9 @@ _END = object()
 
 
 class AsyncStream:
-    """The async functions' stream: each chunk is read from the sync stream in a worker thread."""
+    """The async functions' stream: `async for` its chunks; each is read on the caller's event
+    loop (`dheera_ai.sdk.aio`). `aclose()` (or leaving `async with`) closes the upstream connection,
+    as cancelling the task that reads it does."""
 
     def __init__(self, stream: Stream):
         self._stream = stream
@@ -170,35 +184,35 @@ class AsyncStream:
         return self
 
     async def __anext__(self):
-        import asyncio
+        from dheera_ai.sdk import aio
 
-        chunk = await asyncio.to_thread(next, self._stream, _END)
+        chunk = await aio.run(next, self._stream, _END)
         if chunk is _END:
             raise StopAsyncIteration
         return chunk
 
-    @property
-    def usage(self):
-        return self._stream.usage
-
-    @property
-    def response_cost(self) -> float:
-        return self._stream.response_cost
-
-    @property
-    def _hidden_params(self) -> dict:
-        return self._stream._hidden_params
-
     async def aclose(self) -> None:
-        import asyncio
+        from dheera_ai.sdk import aio
 
-        await asyncio.to_thread(self._stream.close)
+        await aio.run(self._stream.close)
 
     async def __aenter__(self):
         return self
 
     async def __aexit__(self, *exc):
         await self.aclose()
+
+    @property
+    def _hidden_params(self) -> dict:
+        return self._stream._hidden_params
+
+    @property
+    def response_cost(self) -> float:
+        return self._stream.response_cost
+
+    @property
+    def usage(self):
+        return self._stream.usage
 
 
 class BinaryResponse:

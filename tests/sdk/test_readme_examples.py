@@ -7,6 +7,7 @@ beside it proves its documented examples work. Only placeholders change (the add
 
 import contextlib
 import io
+import json
 import os
 
 import yaml
@@ -114,6 +115,31 @@ def test_the_sdk_example_calls_each_provider_it_names(upstream, monkeypatch):
     assert "Hello from Claude" in out
     paths = [r.path.split("?")[0] for r in upstream.requests]
     assert paths == ["/v1/chat/completions", "/v1/messages", "/openai/responses"], paths
+
+
+def test_the_router_example_retries_then_falls_back_to_claude(upstream, monkeypatch):
+    from tests.plugins.test_anthropic import message
+
+    for name in ("AZURE_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.setenv(name, f"sk-{name.lower()}")
+    # Both gpt-4o deployments are down: each call tries one, retries on the other, then asks claude.
+    upstream.always("/openai/deployments/", status=500)
+    upstream.always("/v1/chat/completions", status=503)
+    upstream.route("/v1/messages", lambda recorded: Script(events=stream_events()) if recorded.json.get("stream")
+                   else Script(body=json.dumps(message()).encode()))
+    code = adapted(block("SDK", "Router"), {
+        "https://eu-res.openai.azure.com/": upstream.url + "/",
+        "https://api.openai.com/v1": upstream.url + "/v1",
+        "https://api.anthropic.com": upstream.url,
+    })
+
+    out = printed(code).splitlines()
+
+    assert out == [f"Hello from Claude. from {upstream.url}", "Hello there", "['gpt-4o', 'gpt-4o', 'claude']"]
+    tried = [(r.path.split("?")[0].split("/")[1], r.headers.get("api-key") or r.headers.get("authorization")
+              or r.headers.get("x-api-key")) for r in upstream.requests]
+    assert sorted(tried[:2]) == [("openai", "sk-azure_api_key"), ("v1", "Bearer sk-openai_api_key")]
+    assert tried[2] == ("v1", "sk-anthropic_api_key") and len(tried) == 6
 
 
 def test_the_langfuse_example_names_the_generation_and_groups_the_trace(live_app, tmp_path, monkeypatch):

@@ -285,3 +285,34 @@ def test_a_call_is_one_attempt(upstream):
         direct(upstream)
     assert upstream.count("/v1/chat/completions") == 1  # not retried: retries and fallbacks are a gateway's
     assert direct(upstream).choices[0].message.content == "Hello from the fake upstream."
+
+
+def test_an_installed_provider_plugin_serves_sdk_calls(tmp_path):
+    """The SDK loads the `dheera_ai` entry-point group as the gateway does: a third party's
+    provider, pip-installed, answers `dheera_ai.completion(model="<its name>/...")`."""
+    from tests.support.plugin_dist import install_plugin, run_with
+
+    site = install_plugin(tmp_path, "dheera-ai-echo-provider", "dheera_ai_echo_provider", """
+        from dheera_ai import hookimpl
+        from dheera_ai.providers import Provider
+        from dheera_ai.types import Reply
+
+        class Echo(Provider):
+            key_params = ()
+
+            def chat_completions(self, call, deployment):
+                text = call.body["messages"][-1]["content"]
+                return Reply(data={"object": "chat.completion", "model": deployment.model, "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text[::-1]}, "finish_reason": "stop"}]})
+
+        @hookimpl
+        def dheera_ai_register_providers(register):
+            register("echo", Echo())
+    """)
+    answer = run_with(site, tmp_path, """
+        import sys
+        import dheera_ai
+        r = dheera_ai.completion(model="echo/backwards", messages=[{"role": "user", "content": "hello"}])
+        print(r.model, r.choices[0].message.content, "plugins" in sys.modules)
+    """)
+    assert answer == "backwards olleh True"  # the built-in plugins came through their entry points too
