@@ -37,12 +37,19 @@ class CallIdGenerator(RandomIdGenerator):
         return forced_trace_id.get() or super().generate_trace_id()
 
 
+# Spans per export unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise. The SDK's 512 is one
+# encoding of ~70 ms of CPU here; under gevent the calls wait for it (chat c=8 p99 97 ms against
+# 22 ms with export off). 64 spans are ~9 ms, and each export's POST lets the calls run.
+EXPORT_BATCH_SPANS = 64
+
+
 class Destination(BatchSpanProcessor):
     """A batch span processor for one destination: takes the spans of the calls it is for (success,
     failure or both) and counts the spans its full queue drops."""
 
     def __init__(self, name: str, exporter: SpanExporter, directions: dict, drops):
-        super().__init__(exporter)
+        configured = os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+        super().__init__(exporter, max_export_batch_size=None if configured else EXPORT_BATCH_SPANS)
         self.name = name
         self.wanted = frozenset(d for d in ("success", "failure") if directions.get(d))
         self.drops = drops

@@ -50,6 +50,7 @@ class OtlpReceiver:
         self.path = path
         self.spans: list[Span] = []
         self.requests: list[dict] = []  # headers of each export
+        self.batch_sizes: list[int] = []  # spans in each export
         self._released = threading.Event()  # cleared while exports hang (`hold`)
         self._released.set()
         self.held = 0  # exports that arrived while held
@@ -75,6 +76,8 @@ class OtlpReceiver:
                 request.ParseFromString(body)  # a malformed export fails here, as in a collector
                 with receiver._lock:
                     receiver.requests.append(headers)
+                    receiver.batch_sizes.append(sum(len(scope.spans) for resource in request.resource_spans
+                                                    for scope in resource.scope_spans))
                     if receiver.status == 200:
                         receiver.spans += list(_spans(request, headers))
                 self._answer(receiver.status, ExportTraceServiceResponse().SerializeToString())
