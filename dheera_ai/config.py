@@ -279,6 +279,19 @@ class GeneralSettingsSchema(Schema):
     # x-litellm-model-id, -response-cost, -call-id). Off by default: the hot path pays nothing.
     litellm_compatible_headers = fields.Boolean(load_default=False)
     pass_through_endpoints = fields.List(fields.Nested(PassThroughEndpointSchema), load_default=list)
+    # /v1/files: where uploaded files and batch outputs live (unset: a `files` directory beside the
+    # SQLite file or local_state_dir; several instances on PostgreSQL point this at one shared
+    # directory), and the largest upload.
+    files_dir = fields.String(allow_none=True, validate=validate.Length(min=1))
+    max_file_size_mb = Number(load_default=200.0, validate=_positive)
+    # /v1/batches that the gateway runs itself: what a line costs against the list price, how many
+    # lines a batch has in flight at once (per batch), the most lines a batch may hold, how often a
+    # worker looks for batches to run, and how long a runner's lease lasts without renewal.
+    batch_discount = Number(load_default=0.5, validate=validate.Range(min=0, max=1))
+    batch_concurrency = fields.Integer(load_default=8, validate=validate.Range(min=1, max=1000))
+    batch_max_requests = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
+    batch_poll_interval = Number(load_default=5.0, validate=_positive)
+    batch_lease_seconds = Number(load_default=60.0, validate=validate.Range(min=1))
 
 
 SHORT_MASTER_KEY = 8

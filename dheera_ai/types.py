@@ -189,6 +189,8 @@ class Call:
     upstream_headers: dict | None = None
     # What exporters keep about this call while it runs (its spans); None when none is on.
     telemetry: Any = None
+    # What this call pays of the list price: a batch line's is `1 - batch_discount`.
+    price_factor: float = 1.0
 
 
 @dataclass

@@ -11,12 +11,15 @@ from dheera_ai.config import read_config_file
 from dheera_ai.engine import Engine
 from plugins import observability
 from proxy_app import body_deadline, calls, errors, metrics, openapi, ui
+from proxy_app.batches.runner import BatchRunner
 from proxy_app.blueprints import (
     audio,
     azure,
+    batches,
     chat,
     completions,
     embeddings,
+    files,
     health,
     images,
     keys,
@@ -83,6 +86,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     state.models = LiveModels(engine, state.store)
     state.models.on_change = lambda deployments: models_changed(state, deployments)
     state.models.start()
+    state.batch_runner = BatchRunner(engine, state, engine.config.general_settings)
+    state.batch_runner.start()
     # Exporters too are built here, in the worker (their threads and connections are its own).
     observability.start(engine.plugin_manager, engine.config, on_dropped=gateway_metrics.callback_dropped_one)
 
@@ -101,7 +106,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     app.before_request(calls.start_request)
     app.after_request(calls.add_call_headers)
     for blueprint in (chat.bp, completions.bp, embeddings.bp, images.bp, audio.bp, moderations.bp, rerank.bp,
-                      responses.bp, messages.bp, azure.bp, models.bp, health.bp, metrics.bp,
+                      responses.bp, messages.bp, files.bp, batches.bp, azure.bp, models.bp, health.bp, metrics.bp,
                       keys.bp, users.bp, teams.bp, spend.bp, model_admin.bp, openapi.bp, ui.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(passthrough.blueprint(engine.config))

@@ -186,7 +186,7 @@ def form_body(schema: Schema, model: str | None = None) -> tuple[dict, list[Uplo
         form = request.form
     except RequestEntityTooLarge:
         declared = request.content_length
-        if declared is None or declared > current_app.config["MAX_CONTENT_LENGTH"]:
+        if declared is None or declared > request.max_content_length:
             raise  # the body itself is over the limit
         raise FormTooLargeError(f"The form has more than {request.max_form_parts} parts, or a text field over "
                                 f"{request.max_form_memory_size // 1024} KB; send files as file parts.") from None

@@ -197,3 +197,31 @@ class AnthropicMessagesRequestSchema(_PassThrough):
     stop_sequences = fields.List(fields.String(), allow_none=True)
     tools = fields.List(fields.Dict(), allow_none=True)
     tool_choice = fields.Dict(allow_none=True)
+
+
+class FileUploadSchema(Schema):
+    """The text fields of `POST /v1/files` (the bytes are the `file` part)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    purpose = fields.String(required=True, validate=validate.OneOf(
+        ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")))
+    # OpenAI's form spelling of `expires_after: {anchor, seconds}`: an hour to 30 days.
+    expires_after_anchor = fields.String(data_key="expires_after[anchor]", validate=validate.OneOf(("created_at",)))
+    expires_after_seconds = fields.Integer(data_key="expires_after[seconds]",
+                                           validate=validate.Range(min=3600, max=30 * 86400))
+
+
+class BatchCreateSchema(Schema):
+    """`POST /v1/batches`."""
+
+    input_file_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    endpoint = fields.String(required=True, validate=validate.OneOf(
+        ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")))
+    completion_window = fields.String(required=True, validate=validate.OneOf(("24h",)))
+    # OpenAI's Metadata: up to 16 string pairs, keys up to 64 characters, values up to 512.
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=64)),
+                           values=fields.String(validate=validate.Length(max=512)),
+                           allow_none=True, validate=validate.Length(max=16))
+    output_expires_after = fields.Dict(allow_none=True)

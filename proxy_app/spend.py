@@ -233,6 +233,8 @@ class SpendTracker:
                 cost = Cost(0.0, False, f"pricing failed: {type(exc).__name__}: {exc}")
             if cost.error:
                 problems.append(cost.error)
+            if call.price_factor != 1.0:
+                cost = Cost(cost.amount * call.price_factor, cost.priced, cost.error)
         cache = call.cache
         if cache is not None and cache.saved_usage is not None and call.deployment is not None:
             # A cache hit cost nothing (no budget is charged); it saved what the upstream would have cost.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 
+from proxy_app.batches.store import BatchStore
+from proxy_app.files import Files
 from proxy_app.invalidation import RedisInvalidation
 from proxy_app.spend import SpendTracker
 from proxy_app.store import StoreUnavailableError, open_store
@@ -25,6 +27,10 @@ class State:
         self.auth = VirtualKeyAuth(self.store, config, self.invalidation, ready=self.ensure_schema)
         self.spend = SpendTracker(self.store, config, local_files_dir(config, self.store))
         self.responses = StoredResponses(self.store, ready=self.ensure_schema)
+        self.files = Files(self.store, files_dir(config, self.store),
+                           int(settings["max_file_size_mb"] * 1024 * 1024), ready=self.ensure_schema)
+        self.batches = BatchStore(self.store, ready=self.ensure_schema)
+        self.batch_runner = None  # needs the engine: create_app sets it
         self.schema_ready = False
         self.models = None  # LiveModels, which needs the engine: create_app sets it
 
@@ -57,6 +63,8 @@ class State:
         return out
 
     def close(self) -> None:
+        if self.batch_runner is not None:
+            self.batch_runner.close()
         if self.models is not None:
             self.models.close()
         self.spend.close()
@@ -72,3 +80,8 @@ def local_files_dir(config, store) -> str:
         return configured
     path = getattr(store, "path", None)
     return os.path.dirname(os.path.abspath(path)) if path else config.state_dir
+
+
+def files_dir(config, store) -> str:
+    """Where uploaded files and batch outputs live (`proxy_app.files`)."""
+    return config.general_settings.get("files_dir") or os.path.join(local_files_dir(config, store), "files")

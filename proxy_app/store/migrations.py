@@ -254,6 +254,72 @@ MIGRATIONS.append(
     ]),
 )
 
+MIGRATIONS.append(
+    (80, "files and batches", [
+        # /v1/files: the bytes live in the files directory (proxy_app/files.py), named by file_id;
+        # a forwarded batch's files live at their provider (`deployment`, `upstream_id`).
+        """CREATE TABLE files (
+            file_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            team_id TEXT,
+            purpose TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION,
+            deployment TEXT,
+            upstream_id TEXT)""",
+        "CREATE INDEX files_owner ON files (owner, created_at)",
+        "CREATE INDEX files_team ON files (team_id, created_at)",
+        # /v1/batches: the OpenAI object's fields, who may see it and whose limits it runs under,
+        # and the lease of the one runner working on it (`lease_owner` until `lease_until`).
+        """CREATE TABLE batches (
+            batch_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            team_id TEXT,
+            principal_kind TEXT NOT NULL,
+            key_hash TEXT,
+            endpoint TEXT NOT NULL,
+            completion_window TEXT NOT NULL,
+            input_file_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            model TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            errors TEXT,
+            metadata TEXT,
+            request_total BIGINT NOT NULL DEFAULT 0,
+            request_completed BIGINT NOT NULL DEFAULT 0,
+            request_failed BIGINT NOT NULL DEFAULT 0,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            in_progress_at DOUBLE PRECISION,
+            finalizing_at DOUBLE PRECISION,
+            completed_at DOUBLE PRECISION,
+            failed_at DOUBLE PRECISION,
+            expired_at DOUBLE PRECISION,
+            cancelling_at DOUBLE PRECISION,
+            cancelled_at DOUBLE PRECISION,
+            deployment TEXT,
+            upstream_id TEXT,
+            lease_owner TEXT,
+            lease_until DOUBLE PRECISION NOT NULL DEFAULT 0)""",
+        "CREATE INDEX batches_owner ON batches (owner, created_at)",
+        "CREATE INDEX batches_team ON batches (team_id, created_at)",
+        "CREATE INDEX batches_open ON batches (status, lease_until)",
+        # One row per answered line of a gateway-run batch, stored before the line counts as done:
+        # a runner that resumes a batch sends only the lines that have none.
+        """CREATE TABLE batch_results (
+            batch_id TEXT NOT NULL,
+            line BIGINT NOT NULL,
+            ok INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            PRIMARY KEY (batch_id, line))""",
+    ]),
+)
+
 # Each change appends its own entry (numbers are reserved per change, with gaps); they are applied
 # in version order.
 MIGRATIONS.sort(key=lambda migration: migration[0])
