@@ -292,6 +292,9 @@ class GeneralSettingsSchema(Schema):
     batch_max_requests = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
     batch_poll_interval = Number(load_default=5.0, validate=_positive)
     batch_lease_seconds = Number(load_default=60.0, validate=validate.Range(min=1))
+    # Batches on OpenAI/Azure deployments go to their Batch API (false: the gateway runs them too).
+    batch_forwarding = fields.Boolean(load_default=True)
+    batch_forward_poll_interval = Number(load_default=60.0, validate=_positive)  # how often their provider is asked
 
 
 SHORT_MASTER_KEY = 8

@@ -121,29 +121,35 @@ class Files:
         return row
 
     def remember(self, row: dict) -> dict:
-        """A file that lives at a provider (a forwarded batch's): only its row is ours."""
-        self._insert({**{c: None for c in COLUMNS}, **row})
+        """A file that lives at a provider (a forwarded batch's): only its row is ours (kept once,
+        however many workers see the batch finish)."""
+        self._insert({**{c: None for c in COLUMNS}, **row}, keep_first=True)
         return row
 
     # -- rows ------------------------------------------------------------------------------------
 
-    def _insert(self, row: dict, replace: bool = False) -> None:
+    def _insert(self, row: dict, replace: bool = False, keep_first: bool = False) -> None:
         store = self.store
         self._ready()
-        conflict = " ON CONFLICT (file_id) DO UPDATE SET bytes = excluded.bytes" if replace else ""
+        conflict = " ON CONFLICT (file_id) DO UPDATE SET bytes = excluded.bytes" if replace else \
+            " ON CONFLICT (file_id) DO NOTHING" if keep_first else ""
         with store._transaction(write=True) as cur:
             cur.execute(store._sql(f"INSERT INTO files ({', '.join(COLUMNS)}) VALUES "
                                    f"({', '.join('?' for _ in COLUMNS)}){conflict}"),
                         tuple(row[c] for c in COLUMNS))
 
-    def get(self, file_id: str, viewer: Viewer) -> dict:
-        """The file's row if this viewer may see it; a 404 otherwise (whether or not it exists)."""
+    def row(self, file_id: str) -> dict | None:
+        """The file's row, whoever asks (the gateway's own reads)."""
         store = self.store
         self._ready()
         with store._transaction() as cur:
             cur.execute(store._sql(f"SELECT {', '.join(COLUMNS)} FROM files WHERE file_id = ?"), (file_id,))
             found = cur.fetchone()
-        row = dict(zip(COLUMNS, found, strict=True)) if found else None
+        return dict(zip(COLUMNS, found, strict=True)) if found else None
+
+    def get(self, file_id: str, viewer: Viewer) -> dict:
+        """The file's row if this viewer may see it; a 404 otherwise (whether or not it exists)."""
+        row = self.row(file_id)
         if row is None or not self.visible(row, viewer) or _expired(row):
             raise NotFoundError(f"No such File object: {file_id}", param="file_id", code="file_not_found")
         return row

@@ -203,7 +203,23 @@ class SpendTracker:
     def dheera_ai_post_call_failure(self, call, outcome):
         self._record(call, outcome)
 
-    def _record(self, call, outcome) -> None:
+    def record(self, call, outcome, row_id: str) -> None:
+        """The row of a call the pipeline never ran (a forwarded batch's line, answered by its
+        provider), under `row_id`: recorded again, it is still one row, counted once. Its cost
+        counts against the budgets of its key, user and team as a live call's does."""
+        principal = call.principal
+        if principal is not None:
+            owners = principal.scoped_limits or ({"key": principal.limits} if principal.limits else {})
+            now = time.time()
+            held = _Held()
+            # No hold to settle: the provider has answered already (None matches no hold).
+            held.budgets = [(scope, ident, _window(limits, now), None)
+                            for scope, ident, limits in self._owners(principal, owners)
+                            if limits.get("max_budget") is not None]
+            self._held[id(call)] = held
+        self._record(call, outcome, row_id)
+
+    def _record(self, call, outcome, row_id: str | None = None) -> None:
         """Give back what the call held and spool its row. Whatever goes wrong on the way (a price
         that is not a number, usage or tags of an unexpected shape from a plugin) is written on the
         row (`record_error`, `priced: false`, no cost) and logged: the row is never lost for it."""
@@ -255,6 +271,8 @@ class SpendTracker:
         counted = amount if amount is not None else (cost.amount or held.estimate)
         row = self._row(call, outcome, usage, amount, priced, estimated, held.budgets, problems)
         row["budget_cost"] = counted
+        if row_id is not None:
+            row["row_id"] = row_id
         if problems:
             row["record_error"] = redact("; ".join(problems))[:2000]
             log.error("spend row of call %s written with what could be recorded: %s", call.call_id,

@@ -32,7 +32,9 @@ def jsonl(lines) -> bytes:
 
 @pytest.fixture
 def batch_config(base_config):
-    base_config["general_settings"].update(batch_poll_interval=0.2, batch_concurrency=4)
+    # The fake upstream's OpenAI groups have no Batch API here: the gateway runs their batches
+    # (forwarding: test_batches_forwarded.py).
+    base_config["general_settings"].update(batch_poll_interval=0.2, batch_concurrency=4, batch_forwarding=False)
     return base_config
 
 

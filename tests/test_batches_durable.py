@@ -55,7 +55,8 @@ def write_config(path, upstream, **general) -> str:
         {"model_name": "gpt-4o-mini", "dheera_ai_params": {"model": "openai/gpt-4o-mini",
                                                            "api_base": upstream.url + "/v1", "api_key": "sk-up"}},
         {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
-        "general_settings": {"master_key": MASTER_KEY, "batch_poll_interval": 0.2,
+        # The fake upstream has no Batch API: the gateway runs the batches it is sent.
+        "general_settings": {"master_key": MASTER_KEY, "batch_poll_interval": 0.2, "batch_forwarding": False,
                              "batch_lease_seconds": LEASE_SECONDS, **general}}
     path.write_text(yaml.safe_dump(config))
     return str(path)

@@ -76,6 +76,17 @@ class AzureProvider(OpenAIProvider):
     def model_name(self, deployment: Deployment) -> str:
         return deployment_name(deployment)
 
+    def batch_url(self, deployment: Deployment, path: str) -> str:
+        """Files and batches are the resource's, not a deployment's: `{api_base}/openai/{path}`."""
+        base, version = self.api_base(deployment), self.api_version(deployment, "batches")
+        if version in V1_VERSIONS:
+            query = "" if version == "v1" else f"?api-version={version}"
+            return f"{base}/openai/v1/{path}{query}"
+        return f"{base}/openai/{path}?api-version={version}"
+
+    def batch_endpoint(self, endpoint: str) -> str:
+        return endpoint.removeprefix("/v1")  # Azure's batches name `/chat/completions`
+
     # -- chat completions ------------------------------------------------------------------
     def chat_completions(self, call: Call, deployment: Deployment) -> Reply:
         if deployment.model.startswith(RESPONSES_PREFIX):

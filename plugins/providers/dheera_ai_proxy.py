@@ -26,6 +26,7 @@ class DheeraAIProxyProvider(OpenAIProvider):
     name = "dheera_ai_proxy"
     api_key_env = "DHEERA_AI_PROXY_API_KEY"
     api_base_envs = ("DHEERA_AI_PROXY_API_BASE",)
+    batch_api = False  # this gateway runs the batch, its lines forwarded one by one
 
     def api_base(self, deployment: Deployment) -> str:
         # No default: a gateway has no well-known address.

@@ -38,6 +38,17 @@ class OpenAIProvider(Provider):
         """The `model` the upstream is sent (Azure: the deployment name less any route marker)."""
         return deployment.model
 
+    # -- the Files and Batch API, where the gateway forwards batches (proxy_app.batches.forward) --
+    batch_api = True
+
+    def batch_url(self, deployment: Deployment, path: str) -> str:
+        """Where `files`, `batches/{id}`, ... of this deployment's account are served."""
+        return f"{self.api_base(deployment)}/{path}"
+
+    def batch_endpoint(self, endpoint: str) -> str:
+        """A batch's `endpoint` (and its lines' `url`) as this provider spells it."""
+        return endpoint
+
     def chat_completions(self, call: Call, deployment: Deployment) -> Reply:
         return self._generation(call, deployment, "chat/completions")
 

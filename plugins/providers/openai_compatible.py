@@ -68,6 +68,8 @@ TABLE = (
 class OpenAICompatibleProvider(OpenAIProvider):
     """The openai provider at another address, with another key and that server's known limits."""
 
+    batch_api = False  # few such servers have one; their batches are run by the gateway
+
     def __init__(self, spec: Compatible):
         self.spec = spec
         self.name = spec.name

@@ -25,8 +25,10 @@ import orjson
 
 from dheera_ai import ids
 from dheera_ai.errors import AuthenticationError, BadRequestError, DheeraAIError, RateLimitError
-from dheera_ai.types import GATEWAY_FIELDS, Call, Principal
+from dheera_ai.types import GATEWAY_FIELDS, Call, Outcome, Principal
+from proxy_app.batches.forward import Forwarder, NotForwardable
 from proxy_app.batches.lines import check_file, output_line, parse, read_lines
+from proxy_app.batches.store import FINAL
 from proxy_app.files import derived_file_id
 from proxy_app.store import StoreUnavailableError
 
@@ -54,6 +56,9 @@ class BatchRunner:
         self.lease_seconds = float(settings["batch_lease_seconds"])
         self.price_factor = 1.0 - float(settings["batch_discount"])
         self.max_requests = int(settings["batch_max_requests"])
+        self.follow_every = float(settings["batch_forward_poll_interval"])
+        self.spend = state.spend
+        self.forwarder = Forwarder(engine, state.files, state.batches, bool(settings["batch_forwarding"]))
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -108,6 +113,9 @@ class BatchRunner:
     def run(self, batch: dict) -> None:
         """Take a leased batch as far as it goes: every status it can be found in is resumable."""
         batch_id = batch["batch_id"]
+        if batch["deployment"] is not None:
+            self._follow(batch)
+            return
         if batch["status"] == "validating" and not self._validate(batch):
             return
         batch = self._current(batch_id)
@@ -125,14 +133,35 @@ class BatchRunner:
         elif batch["status"] == "finalizing":
             self._finish(batch, "completed")
 
+    def _follow(self, batch: dict) -> None:
+        """A forwarded batch: ask its provider how it is; once it is final, record a spend row per
+        answered line (at the batch price) and it is done; until then, look again later."""
+        batch = self.forwarder.refresh(batch)
+        batch_id = batch["batch_id"]
+        if batch["status"] not in FINAL:
+            self.batches.update(batch_id, {"lease_owner": None, "lease_until": time.time() + self.follow_every},
+                                lease_owner=self.name)
+            return
+        try:
+            principal = self._principal(batch)
+        except AuthenticationError:  # blocked or deleted since: what it spent is still its
+            principal = Principal(kind=batch["principal_kind"], key_hash=batch["key_hash"], team_id=batch["team_id"])
+        deployment = self.engine.router.find(batch["deployment"])
+        for row_id, usage, status in self.forwarder.answered_lines(batch):
+            call = Call(call_id=ids.call_id(), call_type=CALL_TYPES[batch["endpoint"]], model=batch["model"] or "",
+                        body={}, principal=principal, deployment=deployment, price_factor=self.price_factor,
+                        metadata={"batch_id": batch_id}, start_time=batch["in_progress_at"] or batch["created_at"])
+            self.spend.record(call, Outcome(status=status, latency_seconds=0.0, usage=usage), row_id)
+        self._update(batch_id, {"spend_recorded": 1}, None)
+
     def _current(self, batch_id: str) -> dict:
         batch = self.batches.renew(batch_id, self.name, self.lease_seconds)
         if batch is None:
             raise LeaseLost(batch_id)
         return batch
 
-    def _update(self, batch_id: str, changes: dict, statuses) -> None:
-        self.batches.update(batch_id, changes, statuses, lease_owner=self.name)
+    def _update(self, batch_id: str, changes: dict, statuses) -> bool:
+        return self.batches.update(batch_id, changes, statuses, lease_owner=self.name)
 
     def _validate(self, batch: dict) -> bool:
         path = self.files.path(batch["input_file_id"])
@@ -156,7 +185,47 @@ class BatchRunner:
             return False
         changes = {"request_total": total, "model": models[0] if len(set(models)) == 1 else None}
         self._update(batch["batch_id"], changes, ("validating", "cancelling"))
+        if self._forwarded({**batch, **changes}):
+            return False
         self._update(batch["batch_id"], {"status": "in_progress", "in_progress_at": now}, ("validating",))
+        return True
+
+    def _forwarded(self, batch: dict) -> bool:
+        """Hand the batch to its provider's Batch API where it has one (`proxy_app.batches.forward`);
+        False when the gateway runs it. A provider's refusal fails the batch; a provider that is
+        down raises, and the batch is tried again once its lease runs out."""
+        current = self.batches.get(batch["batch_id"])
+        if current is None or current["status"] != "validating":
+            return False  # cancelled meanwhile
+        try:
+            principal = self._principal(batch)
+        except AuthenticationError:
+            return False  # each line gets the refusal
+        deployment = self.forwarder.deployment_for(batch, principal)
+        if deployment is None:
+            return False
+        try:
+            changes = self.forwarder.start(batch, deployment)
+        except NotForwardable as exc:
+            log.info("batch %s runs on the gateway: %s", batch["batch_id"], exc)
+            return False
+        except DheeraAIError as exc:
+            if exc.status >= 500 or exc.status in (408, 429):
+                raise
+            if exc.status == 404:  # no Batch API at that address (an OpenAI-compatible server)
+                log.info("batch %s runs on the gateway: %s has no Batch API (%s)", batch["batch_id"],
+                         deployment.id, exc.message)
+                return False
+            error = {"code": exc.code or "provider_error", "param": None, "line": None,
+                     "message": f"{deployment.provider} refused the batch: {exc.message}"}
+            self._update(batch["batch_id"], {"status": "failed", "failed_at": time.time(),
+                                             "errors": {"object": "list", "data": [error]}}, ("validating",))
+            return True
+        if not self._update(batch["batch_id"], changes, ("validating",)):
+            # Cancelled while it was handed on: the provider's batch is cancelled too.
+            ids = {"deployment": changes["deployment"], "upstream_id": changes["upstream_id"]}
+            self._update(batch["batch_id"], ids, ("cancelling",))
+            self.forwarder.cancel(self.batches.get(batch["batch_id"]))
         return True
 
     def _run_lines(self, batch: dict) -> None:

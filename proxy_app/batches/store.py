@@ -17,7 +17,8 @@ COLUMNS = ("batch_id", "owner", "team_id", "principal_kind", "key_hash", "endpoi
            "input_file_id", "status", "model", "output_file_id", "error_file_id", "errors", "metadata",
            "request_total", "request_completed", "request_failed", "input_tokens", "output_tokens",
            "created_at", "expires_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at",
-           "expired_at", "cancelling_at", "cancelled_at", "deployment", "upstream_id", "lease_owner", "lease_until")
+           "expired_at", "cancelling_at", "cancelled_at", "deployment", "upstream_id", "lease_owner", "lease_until",
+           "spend_recorded")
 JSON_COLUMNS = ("errors", "metadata")
 # Statuses a gateway runner still has work in; the others are final.
 OPEN = ("validating", "in_progress", "finalizing", "cancelling")
@@ -45,7 +46,7 @@ class BatchStore:
 
     def create(self, row: dict) -> None:
         row = {**{c: None for c in COLUMNS}, "request_total": 0, "request_completed": 0, "request_failed": 0,
-               "input_tokens": 0, "output_tokens": 0, "lease_until": 0, **row}
+               "input_tokens": 0, "output_tokens": 0, "lease_until": 0, "spend_recorded": 0, **row}
         values = tuple(orjson.dumps(row[c]).decode() if c in JSON_COLUMNS and row[c] is not None else row[c]
                        for c in COLUMNS)
         self._run(f"INSERT INTO batches ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
@@ -86,12 +87,13 @@ class BatchStore:
     # -- the runner's lease ----------------------------------------------------------------------
 
     def claim(self, runner: str, lease_seconds: float) -> dict | None:
-        """A gateway-run batch with work left whose lease is free (never taken, or its runner
-        stopped renewing), now leased to `runner`; None when there is none."""
+        """A batch with work left whose lease is free (never taken, or its runner stopped renewing),
+        now leased to `runner`; None when there is none. Work left: a gateway-run batch that is not
+        final, or a forwarded one whose spend rows are not yet recorded."""
         now = time.time()
-        candidates = self._run(f"SELECT batch_id FROM batches WHERE status IN ({', '.join('?' for _ in OPEN)}) "
-                               "AND lease_until < ? AND deployment IS NULL ORDER BY created_at LIMIT 10",
-                               (*OPEN, now), fetch="all")
+        candidates = self._run(f"SELECT batch_id FROM batches WHERE lease_until < ? AND (status IN "
+                               f"({', '.join('?' for _ in OPEN)}) AND deployment IS NULL OR deployment IS NOT NULL "
+                               "AND spend_recorded = 0) ORDER BY created_at LIMIT 10", (now, *OPEN), fetch="all")
         for (batch_id,) in candidates:
             # Whoever's UPDATE matches first has it: the condition is checked again under the row's lock.
             taken = self._run("UPDATE batches SET lease_owner = ?, lease_until = ? WHERE batch_id = ? "

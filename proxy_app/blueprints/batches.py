@@ -69,14 +69,21 @@ def list_batches():
 
 @route(bp, "/batches/<batch_id>", methods=("GET",), prefixes=PREFIXES)
 def retrieve(batch_id):
-    return jsonify(batch_object(_visible(batch_id, viewer())))
+    batch = _visible(batch_id, viewer())
+    if batch["deployment"] is not None:
+        batch = forwarder().refresh(batch)
+    return jsonify(batch_object(batch))
 
 
 @route(bp, "/batches/<batch_id>/cancel", methods=("POST",), prefixes=PREFIXES)
 def cancel(batch_id):
     current = state()
     batch = _visible(batch_id, viewer())
-    if batch["status"] in ("validating", "in_progress"):
+    if batch["deployment"] is not None:
+        batch = forwarder().refresh(batch)
+        if batch["status"] in ("validating", "in_progress"):
+            batch = forwarder().cancel(batch)
+    elif batch["status"] in ("validating", "in_progress"):
         current.batches.update(batch_id, {"status": "cancelling", "cancelling_at": time.time()},
                                ("validating", "in_progress"))
         if current.batch_runner is not None:
@@ -86,6 +93,11 @@ def cancel(batch_id):
         raise BadRequestError(f"The batch is {batch['status']}; only a validating or in-progress batch can be "
                               "cancelled.", param="batch_id", code="batch_not_cancellable")
     return jsonify(batch_object(batch))
+
+
+def forwarder():
+    """Follow-ups of batches at a provider (`proxy_app.batches.forward`)."""
+    return state().batch_runner.forwarder
 
 
 def _visible(batch_id: str, who: Viewer) -> dict:

@@ -97,7 +97,9 @@ def delete(file_id):
 @route(bp, "/files/<file_id>/content", methods=("GET",), prefixes=PREFIXES)
 def content(file_id):
     store = files()
-    store.get(file_id, viewer())
+    row = store.get(file_id, viewer())
+    if row["deployment"] is not None:  # a forwarded batch's output, read from its provider
+        return current_app.extensions["dheera_ai_state"].batch_runner.forwarder.file_content(row)
     return send_file(store.path(file_id), mimetype="application/octet-stream", conditional=False, etag=False,
                      max_age=0)
 
