@@ -12,7 +12,8 @@ nothing), every read of a request body runs under a clock:
   places of its worker (default 100 of the 1,000 connections); without one it is refused with a
   408 at once;
 - no body may take longer than `general_settings.request_body_timeout` seconds in all
-  (default 60): a 408, and the connection is closed.
+  (default 60), or for a large one (a file upload) the time its declared length takes at
+  `MIN_BODY_RATE` (200 MB: 200 s): a 408, and the connection is closed.
 
 nginx in front (conf/nginx.conf) covers the same ground before a connection reaches the
 gateway: `client_body_timeout`, `client_header_timeout`, `limit_conn`.
@@ -27,6 +28,7 @@ import time
 from dheera_ai.errors import DheeraAIError
 
 BODY_GRACE_SECONDS = 1.0
+MIN_BODY_RATE = 1024 * 1024  # bytes a second a large body must arrive at, at least
 _PENDING = object()
 
 
@@ -56,7 +58,11 @@ class BodyDeadline:
     def __call__(self, environ, start_response):
         if environ.get("CONTENT_LENGTH") in (None, "", "0") and "HTTP_TRANSFER_ENCODING" not in environ:
             return self.app(environ, start_response)
-        body = GuardedBody(environ["wsgi.input"], self, environ.get("gunicorn.socket"))
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        body = GuardedBody(environ["wsgi.input"], self, environ.get("gunicorn.socket"), declared)
         environ["wsgi.input"] = body
         try:
             return self.app(environ, start_response)
@@ -67,11 +73,12 @@ class BodyDeadline:
 class GuardedBody:
     """A request body stream whose reads end by a deadline (see the module's docstring)."""
 
-    def __init__(self, stream, guard: BodyDeadline, sock):
+    def __init__(self, stream, guard: BodyDeadline, sock, declared: int = 0):
         now = time.monotonic()
         self._stream, self._guard, self._sock = stream, guard, sock
         self._grace_end = now + BODY_GRACE_SECONDS
-        self._deadline = now + guard.timeout
+        self.seconds = max(guard.timeout, declared / MIN_BODY_RATE)
+        self._deadline = now + self.seconds
         self._slot = False
 
     def read(self, *args):
@@ -116,7 +123,7 @@ class GuardedBody:
                 result = read(*args)
             if result is not _PENDING:
                 return result
-        self._refuse(f"The request body did not arrive within {self._guard.timeout:g} s "
+        self._refuse(f"The request body did not arrive within {self.seconds:g} s "
                      "(general_settings.request_body_timeout).")
 
     def _refuse(self, message: str):

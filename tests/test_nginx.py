@@ -75,3 +75,16 @@ def test_nginx_own_errors_are_openai_json(stack):
     down = requests.get(url + "/v1/models", headers={"Authorization": f"Bearer {MASTER}"}, timeout=10)
     assert down.status_code in (502, 503)
     assert down.json()["error"]["code"] == "gateway_unavailable"
+
+
+def test_a_file_larger_than_a_request_may_be_goes_up_through_nginx(stack):
+    """/v1/files takes up to max_file_size_mb (nginx: 201m there), other routes stay at 32m."""
+    url, _ = stack
+    content = b'{"custom_id": "x"}\n' * (40 * 1024 * 1024 // 19)
+    auth = {"Authorization": f"Bearer {MASTER}"}
+    uploaded = requests.post(url + "/v1/files", headers=auth, data={"purpose": "batch"},
+                             files={"file": ("big.jsonl", content)}, timeout=60)
+    assert uploaded.status_code == 200 and uploaded.json()["bytes"] == len(content), uploaded.text[:500]
+    refused = requests.post(url + "/v1/chat/completions", headers={**auth, "Content-Type": "application/json"},
+                            data=b'{"model": "gpt-4o-mini", "messages": [], "pad": "' + content + b'"}', timeout=60)
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "request_too_large"

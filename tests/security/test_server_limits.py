@@ -167,6 +167,36 @@ def test_a_body_sent_in_pieces_within_the_deadline_is_read_whole(tmp_path):
         process.close()
 
 
+def test_a_large_upload_gets_the_time_its_size_takes_at_a_megabyte_a_second(tmp_path):
+    """A 4 MB file sent over ~3 s passes a 2 s request_body_timeout (4 MB at 1 MB/s: 4 s)."""
+    process = gateway(tmp_path, request_body_timeout=2)
+    try:
+        boundary = b"dheera-test-boundary"
+        head = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--' + boundary
+                + b'\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
+                  b"Content-Type: application/jsonl\r\n\r\n")
+        line = json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": HI}).encode()
+        content = (line + b"\n") * (4 * 1024 * 1024 // (len(line) + 1))
+        body = head + content + b"\r\n--" + boundary + b"--\r\n"
+        request = (b"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + MASTER.encode()
+                   + b"\r\nContent-Type: multipart/form-data; boundary=" + boundary
+                   + b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        with socket.create_connection(("127.0.0.1", process.port), timeout=15) as s:
+            s.sendall(request)
+            piece = len(body) // 6
+            for start in range(0, len(body), piece):
+                s.sendall(body[start:start + piece])
+                time.sleep(0.5)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        head, _, uploaded = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer[:500]
+        assert json.loads(uploaded)["bytes"] == len(content)
+    finally:
+        process.close()
+
+
 # -- behind nginx (conf/nginx.conf as shipped) ----------------------------------------------------
 
 @pytest.mark.skipif(NGINX is None and __import__("os").environ.get("CI") != "true",

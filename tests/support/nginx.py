@@ -19,6 +19,10 @@ CONF = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "conf", "ng
 def render(conf: str, tmp_path, ports, listen) -> str:
     """conf/nginx.conf with this test's ports and writable paths, otherwise as shipped."""
     conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+    if os.geteuid() == 0:
+        # Run as root, nginx's workers would be `nobody`, who may not write bodies over 1 MB into
+        # this test's (private) temporary directory.
+        conf = "user root;\n" + conf
     conf = re.sub(r"pid [^;]+;", f"pid {tmp_path}/nginx.pid;", conf)
     conf = re.sub(r"error_log [^;]+;", f"error_log {tmp_path}/error.log warn;", conf)
     conf = re.sub(r"access_log [^;]+;", f"access_log {tmp_path}/access.log;", conf)
