@@ -126,7 +126,7 @@ def test_a_provider_that_refuses_the_key_fails_the_batch_with_its_message(make_a
     failed = wait_for(client, batch["id"], ("failed", "completed"))
     assert failed["status"] == "failed" and not batch_api.batches
     error = failed["errors"]["data"][0]
-    assert "openai refused the batch" in error["message"] and "Incorrect API key" in error["message"]
+    assert "Handing the batch to openai failed" in error["message"] and "Incorrect API key" in error["message"]
     assert "sk-wrong-key-entirely" not in json.dumps(failed)
 
 

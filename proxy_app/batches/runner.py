@@ -217,7 +217,7 @@ class BatchRunner:
                          deployment.id, exc.message)
                 return False
             error = {"code": exc.code or "provider_error", "param": None, "line": None,
-                     "message": f"{deployment.provider} refused the batch: {exc.message}"}
+                     "message": f"Handing the batch to {deployment.provider} failed: {exc.message}"}
             self._update(batch["batch_id"], {"status": "failed", "failed_at": time.time(),
                                              "errors": {"object": "list", "data": [error]}}, ("validating",))
             return True
