@@ -214,3 +214,20 @@ def test_a_forwarded_batchs_lines_are_billed_once_at_the_batch_price(make_app, b
     assert all(r["cost"] == pytest.approx(one_line * 0.5) for r in rows)
     info = client.get("/key/info", headers=bearer(MASTER_KEY), query_string={"key": key}).json
     assert info["info"]["spend"] == pytest.approx(2 * one_line * 0.5)
+
+
+def test_under_guardrails_the_gateway_runs_the_batch_so_they_apply(make_app, base_config, batch_api):
+    """A provider's Batch API would never run the gateway's guardrails: the lines go through the
+    pipeline instead, and the PII in them is masked before it leaves."""
+    config = with_group(base_config, "gpt-batch", {"model": "openai/gpt-4o-mini", "api_base": batch_api.url + "/v1",
+                                                  "api_key": FAKE_KEY})
+    config["guardrails"] = [{"guardrail_name": "pii-mask", "dheera_ai_params": {
+        "guardrail": "pii", "mode": "pre_call", "default_on": True, "action": "mask", "entities": ["EMAIL_ADDRESS"]}}]
+    client = make_app(config).test_client()
+    line = chat_line(0, model="gpt-batch")
+    line["body"]["messages"][0]["content"] = "write to jane.doe@example.com"
+    batch = start_batch(client, MASTER_KEY, [line])
+    done = wait_for(client, batch["id"], ("completed", "failed"))
+    assert done["status"] == "completed" and not batch_api.batches
+    [sent] = [r for r in batch_api.requests if r.path.endswith("/chat/completions")]
+    assert "jane.doe@example.com" not in sent.body.decode()
