@@ -180,6 +180,24 @@ class Files:
                                    f"ORDER BY created_at {order}, file_id {order} LIMIT ?"), (*args, limit + 1))
             return [dict(zip(COLUMNS, found, strict=True)) for found in cur.fetchall()]
 
+    def sweep(self, limit: int = 1000) -> int:
+        """Remove up to `limit` files past their `expires_at` (rows, then bytes); how many."""
+        store = self.store
+        self._ready()
+        with store._transaction() as cur:
+            cur.execute(store._sql("SELECT file_id, deployment FROM files WHERE expires_at IS NOT NULL AND "
+                                   "expires_at <= ? LIMIT ?"), (time.time(), limit))
+            expired = cur.fetchall()
+        for file_id, deployment in expired:
+            with store._transaction(write=True) as cur:
+                cur.execute(store._sql("DELETE FROM files WHERE file_id = ?"), (file_id,))
+            if deployment is None:
+                try:
+                    os.unlink(self.path(file_id))
+                except FileNotFoundError:
+                    pass
+        return len(expired)
+
     def delete(self, file_id: str, viewer: Viewer) -> dict:
         row = self.get(file_id, viewer)
         store = self.store

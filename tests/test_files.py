@@ -137,6 +137,12 @@ def test_an_expired_file_is_gone(client, tmp_path):
         db.execute("UPDATE files SET expires_at = 1 WHERE file_id = ?", (made["id"],))
     assert client.get(f"/v1/files/{made['id']}", headers=bearer(MASTER_KEY)).status_code == 404
     assert client.get("/v1/files", headers=bearer(MASTER_KEY)).json["data"] == []
+    kept = upload(client, MASTER_KEY).json
+    # The runner's sweep takes its bytes and row off the disk; other files stay.
+    assert client.application.extensions["dheera_ai_state"].files.sweep() == 1
+    assert not (files_dir(tmp_path) / made["id"]).exists() and (files_dir(tmp_path) / kept["id"]).exists()
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        assert db.execute("SELECT file_id FROM files").fetchall() == [(kept["id"],)]
 
 
 def test_expires_after_sets_the_expiry(client):

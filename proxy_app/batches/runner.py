@@ -38,6 +38,7 @@ CALL_TYPES = {"/v1/chat/completions": "chat_completions", "/v1/embeddings": "emb
               "/v1/completions": "completions", "/v1/responses": "responses"}
 MASTER = Principal(kind="master", key_alias="master_key")
 LONGEST_WAIT = 60.0  # between tries of a line the rate limiter refused
+SWEEP_SECONDS = 600.0
 UNSENT = "This request could not be executed before the completion window expired."
 
 
@@ -63,6 +64,7 @@ class BatchRunner:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_sweep = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._forever, name="dheera-ai-batches", daemon=True)
@@ -89,6 +91,7 @@ class BatchRunner:
                 log.exception("batches: looking for work failed")
                 batch = None
             if batch is None:
+                self._sweep()
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
@@ -101,6 +104,19 @@ class BatchRunner:
                 self._closed.wait(self.poll_interval)
             else:
                 self._release(batch["batch_id"])
+
+    def _sweep(self) -> None:
+        """Every SWEEP_SECONDS while idle: files past their `expires_after` leave the disk."""
+        if time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + SWEEP_SECONDS
+        try:
+            removed = self.files.sweep()
+        except StoreUnavailableError as exc:
+            log.warning("files: %s", exc.message)
+            return
+        if removed:
+            log.info("files: removed %d expired files", removed)
 
     def _release(self, batch_id: str) -> None:
         try:
