@@ -15,6 +15,9 @@ plus these options:
 - `drop_params=True`: leave out parameters the provider is known to reject, instead of failing;
 - `mock_response` (with `mock/<name>` models): the answer, or an error class to raise.
 
+The Files and Batch API functions (`create_file` ... `cancel_batch`) take no model: they go to
+`custom_llm_provider` ("openai", "azure" or a "dheera_ai_proxy" gateway), see `dheera_ai.sdk.files`.
+
 The async twins run the same call on the caller's event loop (`dheera_ai.sdk.aio`): the same
 pipeline and providers, their HTTP sent with an async client (httpx, one pool per loop), no
 thread per call; streams are async iterators, and cancelling the task closes the upstream connection.
