@@ -38,12 +38,13 @@ failure_callback: list = []
 
 _SDK_FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
                   "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",
-                  "list_input_items", "anthropic_messages")
+                  "list_input_items", "anthropic_messages", "create_file", "file_retrieve", "file_list",
+                  "file_delete", "file_content", "create_batch", "retrieve_batch", "list_batches", "cancel_batch")
 _SDK_TYPES = ("OpenAIObject", "ModelResponse", "ModelResponseStream", "TextCompletionResponse", "EmbeddingResponse",
               "ImageResponse", "TranscriptionResponse", "RerankResponse", "ModerationResponse", "ResponsesAPIResponse",
               "ResponsesAPIStreamEvent", "DeleteResponseResult", "ResponseInputItemsList",
               "AnthropicMessagesResponse", "AnthropicMessagesStreamEvent", "Stream", "AsyncStream", "BinaryResponse",
-              "HttpxBinaryResponseContent")
+              "HttpxBinaryResponseContent", "FileObject", "FileDeleted", "FileList", "Batch", "BatchList")
 _LAZY = {
     "hookimpl": "dheera_ai.plugin_manager",
     "completion_cost": "dheera_ai.sdk.api",

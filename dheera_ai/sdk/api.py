@@ -15,6 +15,9 @@ plus these options:
 - `drop_params=True`: leave out parameters the provider is known to reject, instead of failing;
 - `mock_response` (with `mock/<name>` models): the answer, or an error class to raise.
 
+The Files and Batch API functions (`create_file` ... `cancel_batch`) take no model: they go to
+`custom_llm_provider` ("openai", "azure" or a "dheera_ai_proxy" gateway), see `dheera_ai.sdk.files`.
+
 The async twins run the same call on the caller's event loop (`dheera_ai.sdk.aio`): the same
 pipeline and providers, their HTTP sent with an async client (httpx, one pool per loop), no
 thread per call; streams are async iterators, and cancelling the task closes the upstream connection.
@@ -132,6 +135,65 @@ def delete_responses(response_id: str, **params):
     return _follow_up("responses_delete", response_id, params, objects.DeleteResponseResult)
 
 
+def _files():
+    from dheera_ai.sdk import files  # loads the engine's modules on the first call, as `_run` does
+
+    return files
+
+
+# The Files and Batch APIs (LiteLLM's names): resources at OpenAI, Azure or a gateway, not model calls;
+# `custom_llm_provider` ("openai", "azure", "dheera_ai_proxy") and api_base/api_key say where.
+def create_file(file, purpose: str = "batch", custom_llm_provider: str = "openai", **params):
+    """Upload a file (a path, bytes, an open file or a `(filename, content)` tuple), streamed from where it
+    lies: a `FileObject`. Other fields (`expires_after={"anchor": ..., "seconds": ...}`) go in the form."""
+    return _files().create_file(file, purpose, {**params, "custom_llm_provider": custom_llm_provider})
+
+
+def file_retrieve(file_id: str, custom_llm_provider: str = "openai", **params):
+    """A file's metadata: a `FileObject`."""
+    return _files().file_retrieve(file_id, {**params, "custom_llm_provider": custom_llm_provider})
+
+
+def file_list(purpose: str | None = None, custom_llm_provider: str = "openai", **params):
+    """Files (`after`, `limit`, `order` as the API takes them): a `FileList` (`data`, `has_more`)."""
+    return _files().file_list({**params, "purpose": purpose, "custom_llm_provider": custom_llm_provider})
+
+
+def file_delete(file_id: str, custom_llm_provider: str = "openai", **params):
+    """Delete a file: a `FileDeleted` (`id`, `deleted`)."""
+    return _files().file_delete(file_id, {**params, "custom_llm_provider": custom_llm_provider})
+
+
+def file_content(file_id: str, custom_llm_provider: str = "openai", **params):
+    """A file's bytes: a `BinaryResponse` (`.content`, `.text`, `.read()`, `.iter_bytes()`, `.write_to_file(path)`),
+    read from the upstream as it is consumed."""
+    return _files().file_content(file_id, {**params, "custom_llm_provider": custom_llm_provider})
+
+
+def create_batch(input_file_id: str | None = None, endpoint: str | None = None, completion_window: str = "24h",
+                 metadata: dict | None = None, custom_llm_provider: str = "openai", **params):
+    """Start a batch over an uploaded `batch` file of request lines: a `Batch` (`status` "validating")."""
+    return _files().create_batch({**params, "input_file_id": input_file_id, "endpoint": endpoint,
+                                  "completion_window": completion_window, "metadata": metadata,
+                                  "custom_llm_provider": custom_llm_provider})
+
+
+def retrieve_batch(batch_id: str, custom_llm_provider: str = "openai", **params):
+    """A batch as it stands now: a `Batch`."""
+    return _files().retrieve_batch(batch_id, {**params, "custom_llm_provider": custom_llm_provider})
+
+
+def list_batches(after: str | None = None, limit: int | None = None, custom_llm_provider: str = "openai", **params):
+    """Batches, newest first: a `BatchList` (`data`, `has_more`)."""
+    return _files().list_batches({**params, "after": after, "limit": limit,
+                                  "custom_llm_provider": custom_llm_provider})
+
+
+def cancel_batch(batch_id: str, custom_llm_provider: str = "openai", **params):
+    """Cancel a validating or in-progress batch: a `Batch` ("cancelling"); a finished one is a `BadRequestError`."""
+    return _files().cancel_batch(batch_id, {**params, "custom_llm_provider": custom_llm_provider})
+
+
 def completion_cost(completion_response=None, **_ignored) -> float:
     """What a result cost in US dollars (LiteLLM's name for `response.response_cost`)."""
     return float(getattr(completion_response, "_hidden_params", {}).get("response_cost") or 0.0)
@@ -162,9 +224,11 @@ def _async_twin(function):
     return twin
 
 
+FILE_FUNCTIONS = ("create_file", "file_retrieve", "file_list", "file_delete", "file_content", "create_batch",
+                  "retrieve_batch", "list_batches", "cancel_batch")
 FUNCTIONS = ("completion", "text_completion", "embedding", "image_generation", "image_edit", "transcription",
              "translation", "speech", "rerank", "moderation", "responses", "get_responses", "delete_responses",
-             "list_input_items", "anthropic_messages")
+             "list_input_items", "anthropic_messages", *FILE_FUNCTIONS)
 # acompletion, atext_completion, aembedding, ... adelete_responses
 for _name in FUNCTIONS:
     globals()["a" + _name] = _async_twin(globals()[_name])

@@ -120,6 +120,36 @@ class ResponseInputItemsList(Result):
     """The input items of a stored response (`data`, `has_more`, `first_id`, `last_id`)."""
 
 
+class FileObject(Result):
+    """A file of the Files API (`id`, `bytes`, `filename`, `purpose`, `status`, `created_at`, ...)."""
+
+
+class FileDeleted(Result):
+    """What deleting a file answers: `id`, `deleted`."""
+
+
+class Batch(Result):
+    """A batch of the Batch API (`id`, `status`, `input_file_id`, `output_file_id`, `request_counts`, ...)."""
+
+
+class _Page(Result):
+    """A list page (`data`, `has_more`, `first_id`, `last_id`), its items of the page's item type."""
+
+    item = Result
+
+    def __init__(self, data=None, hidden_params: dict | None = None):
+        super().__init__(data, hidden_params)
+        self["data"] = [self.item(entry, hidden_params) for entry in self.get("data") or []]
+
+
+class FileList(_Page):
+    item = FileObject
+
+
+class BatchList(_Page):
+    item = Batch
+
+
 class AnthropicMessagesResponse(Result):
     """An Anthropic Messages API message (`content`, `stop_reason`, `usage`), as the API wrote it."""
 
@@ -228,6 +258,13 @@ class BinaryResponse:
     @property
     def content(self) -> bytes:
         return self.read()
+
+    @property
+    def text(self) -> str:
+        return self.read().decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.read())
 
     def read(self) -> bytes:
         if self._content is None:

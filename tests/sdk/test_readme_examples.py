@@ -117,6 +117,27 @@ def test_the_sdk_example_calls_each_provider_it_names(upstream, monkeypatch):
     assert paths == ["/v1/chat/completions", "/v1/messages", "/openai/responses"], paths
 
 
+def test_the_files_and_batches_example_runs_a_batch_on_a_gateway(live_app, tmp_path):
+    gateway = live_app({
+        "model_list": [{"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}],
+        "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path}/state.sqlite3",
+                             "batch_poll_interval": 0.2}})
+    # The block runs in the test's scratch working directory (clean_sdk), where its requests.jsonl is.
+    lines = [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "demo", "messages": [{"role": "user", "content": "Hi"}],
+                       "mock_response": f"answer {i}"}} for i in (1, 2)]
+    (tmp_path / "requests.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code = adapted(block("SDK", "Files and batches"), {
+        "http://localhost:4000": gateway.url,
+        '"sk-1234"': repr(MASTER_KEY),
+        "time.sleep(5)": "time.sleep(0.05)",
+    })
+    out = printed(code).splitlines()
+    assert out[0] == "completed 2 of 2"
+    assert sorted(out[1:3]) == ["req-1 answer 1", "req-2 answer 2"]
+    assert out[3].startswith("['batch_") and len(out) == 4
+
+
 def test_the_router_example_retries_then_falls_back_to_claude(upstream, monkeypatch):
     from tests.plugins.test_anthropic import message
 
