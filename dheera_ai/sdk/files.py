@@ -50,23 +50,16 @@ class _Target:
         self.provider = client.engine().providers[self.name]
         self.options = options
 
-    def url(self, path: str) -> tuple[str, dict]:
-        """The URL of `path` ("files", "batches/b1/cancel") and the query it needs."""
-        base = self.provider.api_base(self.deployment)
-        if self.name != "azure":
-            return f"{base}/{path}", {}
-        from plugins.providers.azure import V1_VERSIONS
-
-        version = self.provider.api_version(self.deployment, path)
-        if version in V1_VERSIONS:
-            return f"{base}/openai/v1/{path}", ({} if version == "v1" else {"api-version": version})
-        return f"{base}/openai/{path}", {"api-version": version}
+    def url(self, path: str) -> str:
+        """The URL of `path` ("files", "batches/b1/cancel"): the provider's own (Azure's is the
+        resource's `/openai/...` with its `api-version`), as the gateway forwards batches there."""
+        return self.provider.batch_url(self.deployment, path)
 
     def send(self, method: str, path: str, *, query: dict | None = None, json_body: dict | None = None,
              data=None, headers: dict | None = None, stream: bool = False):
         """The upstream's 2xx answer; its error answer raised as the SDK's error class, its message kept."""
-        url, params = self.url(path)
-        params = {**params, **{k: v for k, v in (query or {}).items() if v is not None},
+        url = self.url(path)
+        params = {**{k: v for k, v in (query or {}).items() if v is not None},
                   **(self.options.get("extra_query") or {})}
         headers = {**self.provider.auth_headers(self.deployment), **(headers or {}),
                    **(self.options.get("extra_headers") or {})}
