@@ -113,6 +113,16 @@ class Principal:
     # (a team's rpm_limit bounds all its keys together; `limits` bounds the one key).
     scoped_limits: dict = field(default_factory=dict)
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this caller makes (stored responses, files, batches): the key's user, so
+        all their keys share it, else the key; the master key's are its own."""
+        if self.user_id:
+            return f"user:{self.user_id}"
+        if self.key_hash:
+            return f"key:{self.key_hash}"
+        return self.kind
+
 
 @dataclass
 class Upload:

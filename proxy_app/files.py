@@ -45,13 +45,7 @@ class Viewer:
 
 
 def viewer_of(principal, admin: bool) -> Viewer:
-    if principal.user_id:
-        owner = f"user:{principal.user_id}"
-    elif principal.key_hash:
-        owner = f"key:{principal.key_hash}"
-    else:
-        owner = principal.kind
-    return Viewer(owner, principal.team_id, admin)
+    return Viewer(principal.owner, principal.team_id, admin)
 
 
 def new_file_id() -> str:

@@ -140,10 +140,11 @@ def deployment_for(model: str, options: dict) -> Deployment:
     return deployment
 
 
-def split_options(params: dict) -> tuple[dict, dict]:
+def split_options(params: dict, names=OPTIONS) -> tuple[dict, dict]:
     """(the call's options, the API request's body): None means "not given" and is left out;
-    `extra_body` is merged into the body as it is (its tags and metadata reach a gateway)."""
-    options = {k: params.pop(k) for k in OPTIONS if k in params}
+    `extra_body` is merged into the body as it is (its tags and metadata reach a gateway).
+    `names`: what counts as an option (the files and batch calls have their own)."""
+    options = {k: params.pop(k) for k in names if k in params}
     body = {k: v for k, v in params.items() if v is not None}
     extra = options.get("extra_body") or {}
     if not isinstance(extra, dict):

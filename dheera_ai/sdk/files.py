@@ -89,13 +89,9 @@ class _Target:
 
 def _split(params: dict) -> tuple[dict, dict]:
     """(where and how to call, what to send): None means "not given" and is left out."""
-    options = {k: params.pop(k) for k in OPTIONS if k in params}
-    body = {k: v for k, v in params.items() if v is not None}
-    extra = options.get("extra_body") or {}
-    if not isinstance(extra, dict):
-        raise BadRequestError("extra_body must be a dict.", param="extra_body")
-    body.update(extra)
-    return options, body
+    from dheera_ai.sdk import client
+
+    return client.split_options(params, OPTIONS)
 
 
 def _id(value, name: str) -> str:

@@ -68,13 +68,7 @@ def _follow_up(call_type: str, response_id: str):
 def _secret(principal) -> bytes:
     """What seals this caller's response ids: a key's user owns them (all their keys share them),
     else the key; the master key's are its own."""
-    if principal.user_id:
-        owner = f"user:{principal.user_id}"
-    elif principal.key_hash:
-        owner = f"key:{principal.key_hash}"
-    else:
-        owner = principal.kind
-    return response_ids.owner_secret(calls.engine().config.master_key, owner)
+    return response_ids.owner_secret(calls.engine().config.master_key, principal.owner)
 
 
 def _not_found(response_id: str, param: str) -> NotFoundError:
