@@ -117,12 +117,7 @@ class Forwarder:
 
     def file_content(self, row: dict) -> Response:
         """A forwarded batch's output or error file, streamed from its provider."""
-        deployment = self._deployment(row)
-        provider = self.engine.providers[deployment.provider]
-        upstream = http.request("GET", provider.batch_url(deployment, f"files/{row['upstream_id']}/content"),
-                                headers=provider.auth_headers(deployment), timeout=TIMEOUT, stream=True,
-                                provider=provider.name)
-        return Response(_closing(upstream), mimetype="application/octet-stream")
+        return Response(_closing(self._content(row)), mimetype="application/octet-stream")
 
     def answered_lines(self, batch: dict):
         """(row id, usage, status) of each line of a finished forwarded batch's output file, read
@@ -130,12 +125,7 @@ class Forwarder:
         a batch twice writes each row once)."""
         if batch["output_file_id"] is None:
             return
-        deployment = self._deployment(batch)
-        provider = self.engine.providers[deployment.provider]
-        row = self.files.row(batch["output_file_id"])
-        upstream = http.request("GET", provider.batch_url(deployment, f"files/{row['upstream_id']}/content"),
-                                headers=provider.auth_headers(deployment), timeout=TIMEOUT, stream=True,
-                                provider=provider.name)
+        upstream = self._content(self.files.row(batch["output_file_id"]))
         try:
             for raw in upstream.iter_lines():
                 if not raw.strip():
@@ -155,6 +145,14 @@ class Forwarder:
 
     def _deployment(self, row: dict) -> Deployment:
         return self.engine.router.find(row["deployment"])  # a 404 once the config no longer has it
+
+    def _content(self, row: dict):
+        """The streamed answer of the provider's `files/{id}/content` for a file row of ours."""
+        deployment = self._deployment(row)
+        provider = self.engine.providers[deployment.provider]
+        return http.request("GET", provider.batch_url(deployment, f"files/{row['upstream_id']}/content"),
+                            headers=provider.auth_headers(deployment), timeout=TIMEOUT, stream=True,
+                            provider=provider.name)
 
     def _send(self, deployment: Deployment, method: str, path: str, **kwargs) -> dict:
         provider = self.engine.providers[deployment.provider]
