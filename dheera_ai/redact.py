@@ -10,6 +10,7 @@ masked. A masked key keeps a short prefix (`sk-abcd****`) so an operator can sti
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -39,10 +40,19 @@ def is_secret_name(name) -> bool:
     """True for a field or header name that holds a credential."""
     if not isinstance(name, str):
         return False
+    # The same few dozen names come on every call's log line and span; a client's long ones
+    # (metadata keys) are not kept.
+    return _is_secret_short(name) if len(name) <= 64 else _is_secret_str(name)
+
+
+def _is_secret_str(name: str) -> bool:
     words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if not words:
         return False
     return words[-1] == "key" or any(w in _SECRET_WORDS for w in words)
+
+
+_is_secret_short = functools.lru_cache(maxsize=4096)(_is_secret_str)
 
 
 # The configured secret values of every engine built in this process, longest first.

@@ -14,7 +14,7 @@ import logging
 import os
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
@@ -144,15 +144,16 @@ def parse_headers(headers) -> dict:
     return out
 
 
-def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, bool]:
-    """A provider whose spans go to each configured destination; and whether content is recorded
-    at all (some destination takes it)."""
+def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, SynchronousMultiSpanProcessor, bool]:
+    """A provider whose spans go to each configured destination, its processors (each
+    destination's), and whether content is recorded at all (some destination takes it)."""
     from plugins.observability import langfuse
 
     service = (callbacks.get("otel") or {}).get("service_name") or os.environ.get("OTEL_SERVICE_NAME") \
         or DEFAULT_SERVICE_NAME
+    processors = SynchronousMultiSpanProcessor()
     provider = TracerProvider(resource=Resource.create({"service.name": service}), id_generator=CallIdGenerator(),
-                              shutdown_on_exit=False)
+                              active_span_processor=processors, shutdown_on_exit=False)
     otel_content = langfuse_content = False
     if "otel" in callbacks:
         settings = callbacks["otel"]
@@ -166,4 +167,4 @@ def tracer_provider(callbacks: dict, drops) -> tuple[TracerProvider, bool]:
     # The SDK's own warnings are one line per dropped span and per failed batch: our `Drops` says it
     # once a minute, and a destination's failure is its exporter's one line per batch.
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
-    return provider, otel_content or langfuse_content
+    return provider, processors, otel_content or langfuse_content

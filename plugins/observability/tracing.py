@@ -78,8 +78,10 @@ class Tracing:
 
     @classmethod
     def for_gateway(cls, callbacks: dict, drops) -> "Tracing":
-        provider, captured = exporters.tracer_provider(callbacks, drops)
-        return cls(provider.get_tracer(SCOPE), captured, provider=provider)
+        from plugins.observability.recorder import Recorder
+
+        provider, processors, captured = exporters.tracer_provider(callbacks, drops)
+        return cls(Recorder(provider, processors, SCOPE), captured, provider=provider)
 
     @classmethod
     def for_sdk(cls) -> "Tracing":
@@ -93,7 +95,7 @@ class Tracing:
             return cls(current.get_tracer(SCOPE), exporters.otel_capture_content({}), server_spans=False)
         import atexit
 
-        provider, captured = exporters.tracer_provider({"otel": {"success": True, "failure": True}}, Drops())
+        provider, _, captured = exporters.tracer_provider({"otel": {"success": True, "failure": True}}, Drops())
         atexit.register(provider.shutdown)  # what is queued is sent when the application exits
         return cls(provider.get_tracer(SCOPE), captured, provider=provider, server_spans=False)
 

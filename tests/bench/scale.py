@@ -1,7 +1,7 @@
 """Issue 10's scaling checks: does a call cost the same as the config, the key store and the
 number of open streams grow? A measurement, not a test (`make bench-scale`):
 
-    .venv/bin/python -m tests.bench.scale [--only deployments,keys,streams] [--rounds 8] [--seconds 2]
+    .venv/bin/python -m tests.bench.scale [--only deployments,keys,features,streams] [--rounds 8] [--seconds 2]
 
 Each gateway is the real `dheera_ai` command, one gevent worker, on loopback, pinned to core 0;
 the load (wrk, the stream clients) and the upstreams run on core 1, as tests/bench/run.sh
@@ -19,7 +19,12 @@ Compare the ratios of one run, not absolute numbers across runs.
    then a rotation over 20,000 keys, each used once (every call a cache miss: the store
    answers), with 20,000 vs 1,000,000 keys in the store. Also the file sizes and `lookup_key`
    timed in this process.
-3. streams: 1,000 concurrent streaming clients through one worker to an upstream that holds
+3. features: what a feature costs a call when it is on, the same chat through gateways that differ
+   only by a variant appended to the config (tests/bench/variants/): none; OTel + Langfuse export
+   (to nginx, answering at once); guardrails configured but none on for the key; the response cache
+   with every call a hit (the request asks for it). Ratios to the first row: issue 19's "export on
+   >= 0.9 of off" and "a guardrail-free key pays nothing", measured by taking turns.
+4. streams: 1,000 concurrent streaming clients through one worker to an upstream that holds
    each stream `--hold` seconds (a chunk every 5 s); peak RSS of gunicorn master + worker,
    sampled from /proc while they are held, and how many streams ended with `data: [DONE]`.
    The gateway keeps the open-files limit this was started with (try `ulimit -Sn 1024`).
@@ -138,6 +143,7 @@ http {{
     listen 127.0.0.1:{port};
 {listens}
     location = /v1/chat/completions {{ default_type application/json; alias {chat}; }}
+    location /otlp/ {{ return 200; }}
   }}
 }}
 """)
@@ -161,8 +167,8 @@ def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 20.
 
 # -- the gateway ----------------------------------------------------------------------------------
 
-def write_config(directory: str, deployments: list[tuple[str, str]]) -> str:
-    """A config of (model_name, api_base) deployments; the store goes beside it."""
+def write_config(directory: str, deployments: list[tuple[str, str]], extra: str = "") -> str:
+    """A config of (model_name, api_base) deployments, then `extra` (YAML); the store goes beside it."""
     os.makedirs(directory, exist_ok=True)
     lines = ["model_list:"]
     for name, base in deployments:
@@ -171,7 +177,7 @@ def write_config(directory: str, deployments: list[tuple[str, str]]) -> str:
     lines += ["general_settings:", f"  master_key: {MASTER}"]
     path = os.path.join(directory, "config.yaml")
     with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + extra)
     return path
 
 
@@ -474,7 +480,43 @@ def check_keys(work: str, args, results: list) -> None:
         stop(nginx)
 
 
-# -- 3. slow streams ------------------------------------------------------------------------------
+# -- 3. features -----------------------------------------------------------------------------------
+
+FEATURES = {"no feature": None, "OTel + Langfuse export": "otel",
+            "guardrails configured, none for the key": "guardrails", "response cache, every call a hit": "cache"}
+
+
+def check_features(work: str, args, results: list) -> None:
+    up = free_port()
+    nginx = start_nginx(work, up, hosts=0)
+    one_key, _ = write_lua(work)
+    cached = os.path.join(work, "cached.lua")
+    with open(one_key) as f, open(cached, "w") as out:
+        out.write(f.read().replace('"max_tokens":32}', '"max_tokens":32,"cache":{"use-cache":true}}'))
+    gateways = []
+    try:
+        scenarios = []
+        for i, (name, variant) in enumerate(FEATURES.items()):
+            extra = ""
+            if variant:
+                with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "variants", f"{variant}.yaml")) as f:
+                    extra = f.read().replace("BENCH_UPSTREAM", f"http://127.0.0.1:{up}")
+            config = write_config(os.path.join(work, f"features-{i}"), [(MODEL, f"http://127.0.0.1:{up}/v1")], extra)
+            gateway = Gateway(config).__enter__()
+            gateways.append(gateway)
+            key = gateway.generate_key()
+            lua = cached if variant == "cache" else one_key
+            warm_up(gateway, lua, key, args.warm_up)
+            scenarios.append((name, gateway, lua, {"BENCH_KEY": key}))
+        print(f"  {len(scenarios)} gateways up; order: " + " | ".join(FEATURES), flush=True)
+        take_turns("features", scenarios, args, results)
+    finally:
+        for gateway in gateways:
+            gateway.__exit__()
+        stop(nginx)
+
+
+# -- 4. slow streams ------------------------------------------------------------------------------
 
 def slow_upstream(port: int, hold: float) -> None:
     """An OpenAI-style stream that takes `hold` seconds: a chunk every STREAM_INTERVAL s, then [DONE]."""
@@ -600,7 +642,7 @@ def report(results: list, seconds: float) -> None:
     print(f"\n## chat, 8 connections, bursts of {seconds:g} s, the gateways taking turns. Per burst: req/s, and "
           "the gateway's CPU time per request (master + worker); medians, and each as a ratio to the first row "
           "of its family")
-    for check in ("deployments", "keys"):
+    for check in ("deployments", "keys", "features"):
         rows = [r for r in results if r["check"] == check]
         if not rows:
             continue
@@ -664,7 +706,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2, help="wrk's duration per burst")
     parser.add_argument("--rounds", type=int, default=8, help="turns each gateway takes (streams: runs)")
-    parser.add_argument("--only", default="deployments,keys,streams")
+    parser.add_argument("--only", default="deployments,keys,features,streams")
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the large store")
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--stream-rounds", type=int, default=2, help="runs of the streams check")
@@ -684,7 +726,8 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGINT, stop_all)
     work = tempfile.mkdtemp(prefix="dheera-scale-")
     results: list = []
-    checks = {"deployments": check_deployments, "keys": check_keys, "streams": check_streams}
+    checks = {"deployments": check_deployments, "keys": check_keys, "features": check_features,
+              "streams": check_streams}
     try:
         for name in args.only.split(","):
             print(f"{name} ...", flush=True)

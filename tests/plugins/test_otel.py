@@ -4,6 +4,7 @@ attempt, W3C trace context in and out, chained gateways in one trace, the collec
 
 import json
 import os
+import time
 
 import pytest
 import requests
@@ -222,6 +223,26 @@ def test_a_client_hanging_up_mid_stream_is_marked(make_app, base_config, collect
         server.close()
     assert span.attributes["dheera_ai.stream_cut"] is True
     assert span.attributes["dheera_ai.stream"] is True
+
+
+def test_the_sampler_the_environment_names_decides(make_app, base_config, collector, upstream, monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    gateway = make_app(traced(base_config, collector)).test_client()
+    assert call(gateway).status_code == 200
+    time.sleep(0.5)  # ten export intervals
+    assert collector.spans == []  # nothing recorded, nothing sent
+    # The context still travels upstream, marked not sampled, so the next hop drops it too.
+    assert upstream.last.headers["traceparent"].endswith("-02")
+
+
+def test_a_span_keeps_at_most_the_attribute_count_limit(make_app, base_config, collector, monkeypatch):
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "12")
+    gateway = make_app(traced(base_config, collector)).test_client()
+    metadata = {f"note_{i}": "x" for i in range(50)}  # a client's metadata cannot grow a span without bound
+    assert call(gateway, {**CHAT, "metadata": metadata}).status_code == 200
+    [server] = collector.wait_for(1, kind="SERVER")
+    assert len(server.attributes) == 12
+    assert server.attributes["gen_ai.operation.name"] == "chat"  # the first ones set are the ones kept
 
 
 def test_a_collector_that_refuses_changes_nothing_for_callers(make_app, base_config, tmp_path):
