@@ -38,6 +38,13 @@ CALL_FIELDS = {"dheera_ai.call_id": "call_id", "dheera_ai.key_alias": "key_alias
                "dheera_ai.cache_hit": "cache_hit"}
 
 
+def takes(span: ReadableSpan) -> bool:
+    """Whether Langfuse gets this span (see above): a generation, or an attempt worth showing."""
+    if span.kind != SpanKind.CLIENT or span.attributes.get("dheera_ai.sdk") is True:
+        return True
+    return span.status.status_code == StatusCode.ERROR or (span.attributes.get("dheera_ai.attempt") or 1) > 1
+
+
 def exporter(settings: dict) -> "LangfuseExporter":
     public = settings.get("public_key") or os.environ.get("LANGFUSE_PUBLIC_KEY", "")
     secret = settings.get("secret_key") or os.environ.get("LANGFUSE_SECRET_KEY", "")

@@ -158,7 +158,9 @@ class Tracing:
         if not self.server_spans:
             spans.parent = otel_context.get_current()
             return spans
-        incoming = PROPAGATOR.extract({k: v for k, v in call.headers.items() if k in ("traceparent", "tracestate")})
+        headers = call.headers  # lower-cased names
+        incoming = PROPAGATOR.extract({k: headers[k] for k in ("traceparent", "tracestate") if k in headers}) \
+            if "traceparent" in headers else otel_context.Context()  # a root, whatever is current
         start = time.time_ns() - int((time.perf_counter() - call.started) * 1e9)
         token = None
         if not trace.get_current_span(incoming).get_span_context().is_valid:

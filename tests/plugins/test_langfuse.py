@@ -72,11 +72,10 @@ def test_a_call_is_a_generation_with_the_seed_metadata_mapped(make_app, base_con
                                                                       "ticket": "T-1", "api_key": "sk-no-123456789"}})
 
     [generation] = generations(langfuse, 1)
-    [attempt] = langfuse.wait_for(1, kind="CLIENT")
     a = generation.attributes
     assert generation.name == "ishaan-test-generation"
     assert a["langfuse.observation.type"] == "generation"
-    assert attempt.attributes["langfuse.observation.type"] == "span"  # usage and cost count once
+    assert [s for s in langfuse.spans if s.kind == "CLIENT"] == []  # answered at once: the generation alone
     assert a["langfuse.observation.model.name"] == "gpt-4o-mini-2024-07-18"
     assert json.loads(a["langfuse.observation.usage_details"]) == {"input": 9, "output": 7, "total": 16}
     assert json.loads(a["langfuse.observation.cost_details"]) == {
@@ -93,6 +92,25 @@ def test_a_call_is_a_generation_with_the_seed_metadata_mapped(make_app, base_con
     # Content is on by default for Langfuse, as LiteLLM sends it.
     assert json.loads(a["langfuse.observation.input"])[0]["parts"][0]["content"] == "Say hi"
     assert json.loads(a["langfuse.observation.output"])[0]["parts"][0]["content"] == "Hello from the fake upstream."
+
+
+def test_a_retried_call_shows_its_attempts_as_spans_under_the_generation(make_app, langfuse, upstream, tmp_path):
+    config = {"model_list": [
+        {"model_name": "primary", "dheera_ai_params": {"model": "openai/gpt-4o", "api_base": upstream.url + "/p/v1",
+                                                        "api_key": "sk-a"}},
+        {"model_name": "backup", "dheera_ai_params": {"model": "openai/gpt-4o-mini", "api_base": upstream.url + "/b/v1",
+                                                       "api_key": "sk-b"}}],
+        "router_settings": {"num_retries": 1, "retry_after": 0, "fallbacks": [{"primary": ["backup"]}]},
+        "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path}/s.sqlite3"}}
+    upstream.always("/p/", status=503)
+    gateway = make_app(with_langfuse(config, langfuse)).test_client()
+    assert call(gateway, {**CHAT, "model": "primary"}).status_code == 200
+
+    [generation] = generations(langfuse, 1)
+    attempts = sorted(langfuse.wait_for(3, kind="CLIENT"), key=lambda s: s.start_ns)
+    assert [s.parent_id for s in attempts] == [generation.span_id] * 3
+    assert [s.attributes["langfuse.observation.type"] for s in attempts] == ["span"] * 3  # usage and cost once
+    assert [s.failed for s in attempts] == [True, True, False]
 
 
 def test_calls_sending_one_trace_id_are_one_trace(make_app, base_config, langfuse):
@@ -124,7 +142,7 @@ def test_content_can_be_turned_off(make_app, base_config, langfuse, upstream):
     gateway = make_app(with_langfuse(base_config, langfuse, capture_content=False)).test_client()
     call(gateway, {**CHAT, "stream": True})
 
-    spans = langfuse.wait_for(2)
+    spans = langfuse.wait_for(1)
     text = json.dumps([s.attributes for s in spans])
     assert "Say hi" not in text and "Hello" not in text and "stream." not in text
     assert not [k for s in spans for k in s.attributes if k.startswith("gen_ai.") and "messages" in k]
@@ -149,7 +167,6 @@ def test_success_callback_sends_only_answered_calls(make_app, base_config, langf
 
     [generation] = generations(langfuse, 1)
     assert generation.status_code != 2
-    assert len(langfuse.wait_for(1, kind="CLIENT")) == 1
     assert all(not s.failed for s in langfuse.spans)
 
 

@@ -270,14 +270,14 @@ def test_a_hanging_collector_holds_no_call_and_drops_are_counted(make_app, base_
     assert float(dropped[0].split()[-1]) >= 30  # 40 spans, 4 fit in the queue, 2 in the hanging export
 
 
-def test_spans_leave_in_exports_of_at_most_64_so_no_encoding_holds_the_calls_long(make_app, base_config, collector,
-                                                                                  monkeypatch):
+def test_spans_leave_in_exports_of_at_most_128_so_no_encoding_holds_the_calls_long(make_app, base_config, collector,
+                                                                                   monkeypatch):
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3000")  # spans pile up: only a full batch leaves early
     gateway = make_app(traced(base_config, collector)).test_client()
-    for _ in range(50):
+    for _ in range(100):
         assert call(gateway).status_code == 200
-    assert len(collector.wait_for(100)) == 100  # 50 SERVER + 50 CLIENT spans
-    assert max(collector.batch_sizes) <= 64 and sum(collector.batch_sizes) == 100, collector.batch_sizes
+    assert len(collector.wait_for(200)) == 200  # 100 SERVER + 100 CLIENT spans
+    assert max(collector.batch_sizes) <= 128 and sum(collector.batch_sizes) == 200, collector.batch_sizes
 
 
 def test_no_callback_no_tracing(app, collector):
