@@ -34,6 +34,7 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 # A drained file is started over once it is this big: each start-over costs an fsync'd offset
 # write that stalls a gevent worker, so not at every drain (every half second under load).
 START_OVER_BYTES = 1024 * 1024
+OFFSET_EVERY_ROWS = 1000  # rows handed over between two keepings of a file's offset (see _drain_file)
 DEAD_LETTER = "dead-letter.ndjson"  # not SUFFIX: never drained as a dead process's spool
 
 
@@ -50,6 +51,7 @@ class Spool:
         self._fd = None
         self._path = None
         self._pid = None
+        self._handed: dict = {}  # path -> offset handed over by this process, ahead of the kept one
 
     # -- writing (hot path) ------------------------------------------------------------------
     def append(self, row: dict) -> None:
@@ -86,7 +88,7 @@ class Spool:
         and the exception propagates; the next drain retries them. With `poisoned(exception)`
         true, the failure is taken to be about a row instead: the batch is split and the row the
         sink refuses on its own is quarantined (dead-letter file), the rest handed over.
-        `pause()`, if given, runs after each batch is handed over and its offset kept."""
+        `pause()`, if given, runs after each batch is handed over."""
         handed = 0
         sink = _splitting(sink, poisoned, self._quarantine) if poisoned else sink
         if self._fd is not None and self._pid == os.getpid():
@@ -129,32 +131,48 @@ class Spool:
         for name in self._names():
             path = os.path.join(self.directory, name)
             try:
-                total += max(os.path.getsize(path) - _read_offset(path), 0)
+                total += max(os.path.getsize(path) - max(_read_offset(path), self._handed.get(path, 0)), 0)
             except FileNotFoundError:
                 continue
         return total
 
     def _drain_file(self, path: str, sink, batch_rows: int, pause, owned: bool) -> int:
+        """Hand a file's rows over from its offset. The offset is kept every `OFFSET_EVERY_ROWS`
+        rows and when the drain stops, not after every batch: each keeping is an fsync that stalls
+        a gevent worker, and the sink is idempotent, so a crash re-sends at most those rows."""
         handed = 0
-        while True:
-            offset = _read_offset(path)
-            rows, end = _read_rows(path, offset, batch_rows)
-            if not rows:
-                if owned and end == offset and offset >= max(self.start_over_bytes, 1):
-                    self._truncate_if_drained(path, offset)
-                return handed
-            sink(rows)
-            _write_offset(path, end)
-            handed += len(rows)
-            if pause is not None:
-                pause()
+        kept = _read_offset(path)
+        offset = kept
+        try:
+            while True:
+                offset = max(offset, self._handed.get(path, 0))  # a drain in the pause may have gone on
+                rows, end = _read_rows(path, offset, batch_rows)
+                if not rows:
+                    if owned and end == offset and offset >= max(self.start_over_bytes, 1) \
+                            and self._truncate_if_drained(path, offset):
+                        offset = kept = 0
+                        self._handed.pop(path, None)
+                    return handed
+                sink(rows)
+                offset = self._handed[path] = end  # a drain in the pause starts here, not at `kept`
+                handed += len(rows)
+                if handed % OFFSET_EVERY_ROWS < len(rows):  # crossed a multiple of OFFSET_EVERY_ROWS
+                    _write_offset(path, offset)
+                    kept = offset
+                if pause is not None:
+                    pause()
+        finally:
+            if offset != kept:
+                _write_offset(path, offset)
 
-    def _truncate_if_drained(self, path: str, offset: int) -> None:
+    def _truncate_if_drained(self, path: str, offset: int) -> bool:
         """Start the file over once everything in it reached the store, so it stays small."""
         with self._lock:
             if os.fstat(self._fd).st_size == offset:
                 os.ftruncate(self._fd, 0)
                 _write_offset(path, 0)
+                return True
+        return False
 
     def _drain_orphan(self, path: str, sink, batch_rows: int, pause) -> int:
         try:
@@ -172,6 +190,7 @@ class Spool:
             handed = self._drain_file(path, sink, batch_rows, pause, owned=False)
             os.unlink(path)
             _remove_offset(path)
+            self._handed.pop(path, None)
             log.info("spool %s from a finished process drained (%d rows)", os.path.basename(path), handed)
             return handed
         finally:

@@ -36,17 +36,40 @@ def test_rows_reach_the_sink_in_order_once(tmp_path):
     assert spool.pending_bytes() == 0
 
 
-def test_the_drain_pauses_after_each_batch_once_its_offset_is_kept(tmp_path):
-    # The pause is the gevent worker's turn for calls in flight; a drain running again in it (or a
-    # crash during it) must not hand the batch just stored over a second time.
+def test_the_drain_pauses_after_each_batch_and_a_drain_in_the_pause_hands_nothing_twice(tmp_path):
+    # The pause is the gevent worker's turn for calls in flight; a drain running in it (a flush at
+    # shutdown, say) must not hand the batch just stored over a second time.
     spool = Spool(str(tmp_path))
     for i in range(250):
         spool.append({"id": i})
-    batches, pending_at_pause = [], []
-    assert spool.drain(batches.append, batch_rows=100, pause=lambda: pending_at_pause.append(
-        spool.pending_bytes())) == 250
-    assert [len(b) for b in batches] == [100, 100, 50]
-    assert len(pending_at_pause) == 3 and pending_at_pause[0] > pending_at_pause[1] > pending_at_pause[2] == 0
+    batches, pending_at_pause, nested = [], [], []
+
+    def pause():
+        pending_at_pause.append(spool.pending_bytes())
+        nested.append(spool.drain(lambda rows: batches.append(rows), batch_rows=1000))
+
+    assert spool.drain(batches.append, batch_rows=100, pause=pause) == 100  # the nested drain took the rest
+    assert [len(b) for b in batches] == [100, 150] and nested == [150]
+    assert sorted(row["id"] for b in batches for row in b) == list(range(250))
+    assert pending_at_pause[0] > 0
+
+
+def test_the_offset_is_kept_every_thousand_rows_not_every_batch(tmp_path, monkeypatch):
+    # Each keeping is an fsync that stalls a gevent worker; the sink is idempotent, so a crash
+    # between two keepings re-sends at most 1,000 rows, which it drops.
+    import proxy_app.spool as spool_module
+
+    spool = Spool(str(tmp_path))
+    for i in range(2500):
+        spool.append({"id": i})
+    kept = []
+    real = spool_module._write_offset
+    monkeypatch.setattr(spool_module, "_write_offset", lambda path, offset: (kept.append(offset), real(path, offset)))
+    assert spool.drain(lambda rows: None, batch_rows=100) == 2500
+    assert len(kept) == 3 and kept == sorted(kept)  # at 1,000 rows, at 2,000, and at the drain's end
+    assert spool.pending_bytes() == 0
+    restarted = Spool(str(tmp_path))  # another process finds the kept offset: nothing left to hand over
+    assert spool_module._read_offset(spool._path) == os.path.getsize(spool._path) and restarted.pending_bytes() == 0
 
 
 def test_a_failing_sink_keeps_the_rows_for_the_next_drain(tmp_path):
