@@ -36,7 +36,7 @@ bench: install
 bench-soak: install
 	bash tests/bench/run.sh --soak $(or $(SOAK_CALLS),1000000) .
 
-# Issue 10's scaling checks: 1 vs 1,000 deployments, 10 vs 1,000,000 keys, 1,000 slow streams.
+# Scaling checks: 1 vs 1,000 deployments, 10 vs 1,000,000 keys, what features cost, 1,000 slow streams.
 # SCALE_ARGS passes options, e.g. SCALE_ARGS='--only streams --rounds 1'.
 bench-scale: install
 	$(PY) -m tests.bench.scale $(SCALE_ARGS)

@@ -365,21 +365,31 @@ def check_deployments(work: str, args, results: list) -> None:
         "1,000 model groups, 1 deployment each": [(MODEL, base)] + [(f"model-{i:04d}", base) for i in range(1, 1000)],
     }
     one_key, _ = write_lua(work)
+    try:
+        configs = {shape: (write_config(os.path.join(work, f"deployments-{i}"), deployments), one_key)
+                   for i, (shape, deployments) in enumerate(shapes.items())}
+        turns_of_gateways("deployments", configs, args, results)
+    finally:
+        stop(nginx)
+
+
+def turns_of_gateways(check: str, configs: dict, args, results: list) -> None:
+    """Start a gateway per {scenario: (config, wrk script)}, each with a key of its own, warm them
+    up, then let them take turns (`take_turns`); stop them all."""
     gateways = []
     try:
         scenarios = []
-        for i, (shape, deployments) in enumerate(shapes.items()):
-            gateway = Gateway(write_config(os.path.join(work, f"deployments-{i}"), deployments)).__enter__()
+        for name, (config, lua) in configs.items():
+            gateway = Gateway(config).__enter__()
             gateways.append(gateway)
             key = gateway.generate_key()
-            warm_up(gateway, one_key, key, args.warm_up)
-            scenarios.append((shape, gateway, one_key, {"BENCH_KEY": key}))
-        print(f"  {len(scenarios)} gateways up; order: " + " | ".join(shapes), flush=True)
-        take_turns("deployments", scenarios, args, results)
+            warm_up(gateway, lua, key, args.warm_up)
+            scenarios.append((name, gateway, lua, {"BENCH_KEY": key}))
+        print(f"  {len(scenarios)} gateways up; order: " + " | ".join(configs), flush=True)
+        take_turns(check, scenarios, args, results)
     finally:
         for gateway in gateways:
             gateway.__exit__()
-        stop(nginx)
 
 
 # -- 2. keys --------------------------------------------------------------------------------------
@@ -493,26 +503,17 @@ def check_features(work: str, args, results: list) -> None:
     cached = os.path.join(work, "cached.lua")
     with open(one_key) as f, open(cached, "w") as out:
         out.write(f.read().replace('"max_tokens":32}', '"max_tokens":32,"cache":{"use-cache":true}}'))
-    gateways = []
     try:
-        scenarios = []
+        configs = {}
         for i, (name, variant) in enumerate(FEATURES.items()):
             extra = ""
             if variant:
                 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "variants", f"{variant}.yaml")) as f:
                     extra = f.read().replace("BENCH_UPSTREAM", f"http://127.0.0.1:{up}")
             config = write_config(os.path.join(work, f"features-{i}"), [(MODEL, f"http://127.0.0.1:{up}/v1")], extra)
-            gateway = Gateway(config).__enter__()
-            gateways.append(gateway)
-            key = gateway.generate_key()
-            lua = cached if variant == "cache" else one_key
-            warm_up(gateway, lua, key, args.warm_up)
-            scenarios.append((name, gateway, lua, {"BENCH_KEY": key}))
-        print(f"  {len(scenarios)} gateways up; order: " + " | ".join(FEATURES), flush=True)
-        take_turns("features", scenarios, args, results)
+            configs[name] = (config, cached if variant == "cache" else one_key)
+        turns_of_gateways("features", configs, args, results)
     finally:
-        for gateway in gateways:
-            gateway.__exit__()
         stop(nginx)
 
 
