@@ -171,8 +171,10 @@ class ResponseCache:
         call.response_headers["x-dheera-ai-cache-key"] = state.key
 
     def _kept_stream(self, call, state: _Lookup, reply: Reply, stream):
-        """Relay the stream; once it has ended, keep it (unless it was too big to keep)."""
-        chunks, size = [], 0
+        """Relay the stream; once it has ended, keep it (unless it was too big to keep). An OpenAI
+        stream is kept as its `data: [DONE]` arrives, before the client has it: a client that
+        asks again as soon as it has read the end finds the answer kept."""
+        chunks, size, kept = [], 0, False
         try:
             for chunk in stream:
                 if chunks is not None:
@@ -181,13 +183,18 @@ class ResponseCache:
                         chunks = None
                     else:
                         chunks.append(chunk)
+                        if chunk.rstrip().endswith(b"data: [DONE]"):
+                            self._keep_stream(call, state, reply, chunks)
+                            kept = True
                 yield chunk
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
-        if chunks is None:
-            return
+        if chunks is not None and not kept:
+            self._keep_stream(call, state, reply, chunks)
+
+    def _keep_stream(self, call, state: _Lookup, reply: Reply, chunks: list) -> None:
         usage = _usage_dict(reply.usage)
         try:
             answer = answers.ASSEMBLE[call.call_type](chunks, usage)

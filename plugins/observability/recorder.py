@@ -80,6 +80,9 @@ class RecordedSpan(trace.Span):
             return
         limit, length = self.recorder.limits.max_span_attributes, self.recorder.limits.max_span_attribute_length
         kept = self.attributes
+        if length is None and (limit is None or len(kept) + len(attributes) <= limit):  # the usual case
+            kept.update({key: value for key, value in attributes.items() if value is not None})
+            return
         for key, value in attributes.items():
             if value is None:
                 continue  # as the SDK does: an attribute without a value is not recorded
