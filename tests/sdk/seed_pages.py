@@ -1,9 +1,8 @@
 """The seed pages' Python blocks, run as a reader would run them: placeholders (addresses, keys)
 replaced, nothing else changed unless a test says why.
 
-The pages are the documents the product was specified from; they live beside the repository
-(../shared/seeds, or DHEERA_AI_SEEDS), not in it. A clone without them skips these modules and
-says so; the README's own examples (tests/sdk/test_readme_examples.py) always run."""
+The pages are the documents the product was specified from, vendored in tests/data/seeds (with
+their licence); DHEERA_AI_SEEDS points elsewhere, at newer copies of them, say."""
 
 from __future__ import annotations
 
@@ -12,10 +11,8 @@ import asyncio
 import os
 import re
 
-import pytest
 
-SEEDS = os.environ.get("DHEERA_AI_SEEDS") or os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
-                                                           "seeds")
+SEEDS = os.environ.get("DHEERA_AI_SEEDS") or os.path.join(os.path.dirname(__file__), "..", "data", "seeds")
 PROXY_PAGE = "000_e5a57c6be317e9b0.txt"  # the dheera_ai_proxy/ provider page
 AZURE_PAGE = "004_f1b56c22f2dbec85.txt"  # Azure Responses API
 
@@ -24,14 +21,8 @@ _TAB = re.compile(r'^<TabItem value="([^"]+)"')
 
 
 def python_blocks(page: str) -> dict[tuple, str]:
-    """Every ```python block of a page, keyed by where it is: (## heading, ### heading, tab, #### heading).
-
-    Called at a test module's import: skips the whole module when the page is not there."""
-    path = os.path.join(SEEDS, page)
-    if not os.path.exists(path):
-        pytest.skip(f"seed page {page} not found in {os.path.abspath(SEEDS)} (set DHEERA_AI_SEEDS)",
-                    allow_module_level=True)
-    with open(path, encoding="utf-8") as f:
+    """Every ```python block of a page, keyed by where it is: (## heading, ### heading, tab, #### heading)."""
+    with open(os.path.join(SEEDS, page), encoding="utf-8") as f:
         return python_blocks_in(f.read())
 
 

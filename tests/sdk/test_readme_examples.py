@@ -1,7 +1,6 @@
 """The README's own Python examples, run as a reader would run them against a real gateway.
 
-Unlike the seed pages these live in the repository, so they always run: a clone with nothing
-beside it proves its documented examples work. Only placeholders change (the address, a key,
+A clone with nothing beside it proves its documented examples work. Only placeholders change (the address, a key,
 `[...]`), each named where it happens; a placeholder the README no longer has fails the test.
 """
 
