@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 
-
 SEEDS = os.environ.get("DHEERA_AI_SEEDS") or os.path.join(os.path.dirname(__file__), "..", "data", "seeds")
 PROXY_PAGE = "000_e5a57c6be317e9b0.txt"  # the dheera_ai_proxy/ provider page
 AZURE_PAGE = "004_f1b56c22f2dbec85.txt"  # Azure Responses API
