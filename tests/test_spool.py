@@ -36,6 +36,19 @@ def test_rows_reach_the_sink_in_order_once(tmp_path):
     assert spool.pending_bytes() == 0
 
 
+def test_the_drain_pauses_after_each_batch_it_handed_over(tmp_path):
+    # The pause is the gevent worker's turn for calls in flight; what was handed over before it
+    # counts as handed over, whether or not its offset is kept yet.
+    spool = Spool(str(tmp_path))
+    for i in range(250):
+        spool.append({"id": i})
+    batches, pending_at_pause = [], []
+    assert spool.drain(batches.append, batch_rows=100, pause=lambda: pending_at_pause.append(
+        spool.pending_bytes())) == 250
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert len(pending_at_pause) == 3 and pending_at_pause[0] > pending_at_pause[1] > pending_at_pause[2] == 0
+
+
 def test_the_drain_pauses_after_each_batch_and_a_drain_in_the_pause_hands_nothing_twice(tmp_path):
     # The pause is the gevent worker's turn for calls in flight; a drain running in it (a flush at
     # shutdown, say) must not hand the batch just stored over a second time.
