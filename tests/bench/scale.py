@@ -274,13 +274,7 @@ def status_kb(pid: int, field: str) -> int:
 
 def write_lua(work: str) -> tuple[str, str]:
     """One key from $BENCH_KEY; or a rotation: call i uses key number ($BENCH_OFFSET + i) mod $BENCH_ROTATION."""
-    one = os.path.join(work, "one_key.lua")
-    with open(one, "w") as f:
-        f.write(f"""wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
-wrk.body = '{CHAT_BODY % MODEL}'
-""")
+    one = one_key_lua(os.path.join(work, "one_key.lua"), CHAT_BODY % MODEL)
     rotation = os.path.join(work, "rotation.lua")
     prefix = KEY_FORMAT.split("{")[0]
     with open(rotation, "w") as f:
@@ -295,6 +289,17 @@ request = function()
 end
 """)
     return one, rotation
+
+
+def one_key_lua(path: str, body: str) -> str:
+    """A wrk script sending `body` with the key in $BENCH_KEY."""
+    with open(path, "w") as f:
+        f.write(f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
+wrk.body = '{body}'
+""")
+    return path
 
 
 def wrk(url: str, lua: str, seconds: float, connections: int = 8, env=None) -> dict:
@@ -500,9 +505,8 @@ def check_features(work: str, args, results: list) -> None:
     up = free_port()
     nginx = start_nginx(work, up, hosts=0)
     one_key, _ = write_lua(work)
-    cached = os.path.join(work, "cached.lua")
-    with open(one_key) as f, open(cached, "w") as out:
-        out.write(f.read().replace('"max_tokens":32}', '"max_tokens":32,"cache":{"use-cache":true}}'))
+    asking = json.loads(CHAT_BODY % MODEL) | {"cache": {"use-cache": True}}  # the cache variant is default_off
+    cached = one_key_lua(os.path.join(work, "cached.lua"), json.dumps(asking, separators=(",", ":")))
     try:
         configs = {}
         for i, (name, variant) in enumerate(FEATURES.items()):
