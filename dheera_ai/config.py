@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -89,6 +90,8 @@ class Whole(fields.Integer):
 
 _positive = validate.Range(min=0, min_inclusive=False)
 _non_negative = validate.Range(min=0)
+REDIS_URL = re.compile(r"^(redis|rediss|unix)://")
+POSTGRES_URL = re.compile(r"^postgres(ql)?://")
 
 
 def _existing_file(path: str) -> None:
@@ -259,7 +262,7 @@ class GeneralSettingsSchema(Schema):
     database_url = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(sqlite:///|postgres(ql)?://)", error="must start with sqlite:/// or postgresql://"))
     redis_url = fields.String(allow_none=True, validate=validate.Regexp(
-        r"^(redis|rediss|unix)://", error="must start with redis://, rediss:// or unix://"))
+        REDIS_URL, error="must start with redis://, rediss:// or unix://"))
     max_request_size_mb = Number(load_default=32.0, validate=_positive)
     allow_client_side_credentials = fields.Boolean(load_default=False)
     # Hosts, addresses or networks (CIDR) a client-supplied api_base may reach although they are
@@ -328,6 +331,19 @@ class CacheCallTypesField(fields.Field):
         return tuple(out)
 
 
+CACHE_TYPES = ("local", "redis", "postgres-semantic")
+# LiteLLM's other semantic caches need services this gateway does not speak to.
+OTHER_SEMANTIC_CACHES = {"redis-semantic": "Redis Search", "qdrant-semantic": "Qdrant"}
+
+
+def _cache_type(value: str) -> None:
+    if value in OTHER_SEMANTIC_CACHES:
+        raise ValidationError(f"{value} ({OTHER_SEMANTIC_CACHES[value]}) is not supported; use postgres-semantic "
+                              "(PostgreSQL with pgvector)")
+    if value not in CACHE_TYPES:
+        raise ValidationError(f"must be one of: {', '.join(CACHE_TYPES)}")
+
+
 class CacheParamsSchema(Schema):
     """`dheera_ai_settings.cache_params` (LiteLLM's names); other LiteLLM keys are accepted and unused."""
 
@@ -335,12 +351,11 @@ class CacheParamsSchema(Schema):
         unknown = INCLUDE
 
     # Unset: redis when general_settings.redis_url is set (shared by every instance), else local.
-    type = fields.String(allow_none=True, validate=validate.OneOf(("local", "redis")))
+    type = fields.String(allow_none=True, validate=_cache_type)
     host = fields.String(allow_none=True)
     port = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=65535))
     password = fields.String(allow_none=True)
-    url = fields.String(allow_none=True, validate=validate.Regexp(
-        r"^(redis|rediss|unix)://", error="must start with redis://, rediss:// or unix://"))
+    url = fields.String(allow_none=True)  # checked against the type by _resolve_cache_backend
     namespace = fields.String(allow_none=True, validate=validate.Length(max=200))
     ttl = fields.Float(load_default=3600.0, validate=_positive)
     # The longest `ttl` a request may ask for.
@@ -354,8 +369,14 @@ class CacheParamsSchema(Schema):
     mode = fields.String(load_default="default_on", validate=validate.OneOf(("default_on", "default_off")))
     # What an answer is shared by: every deployment of the model group, or one deployment.
     key_scope = fields.String(load_default="model_group", validate=validate.OneOf(("model_group", "deployment")))
-    # Every Redis command gives up after this long (the call then goes upstream).
+    # Every Redis command (or PostgreSQL lookup) gives up after this long (the call then goes upstream).
     timeout_ms = fields.Float(load_default=50.0, validate=validate.Range(min=1, max=50))
+    # postgres-semantic: how alike two prompts' embeddings must be (cosine similarity) to share an
+    # answer, the model group that embeds them (LiteLLM's redis_/qdrant_semantic_cache_embedding_model
+    # are read too), and the longest a call waits for its prompt's embedding.
+    similarity_threshold = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
+    semantic_cache_embedding_model = fields.String(allow_none=True)
+    embedding_timeout_ms = fields.Float(load_default=1000.0, validate=validate.Range(min=1, max=10000))
 
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",
@@ -660,7 +681,8 @@ def build_config(raw: dict, provider_names, source: str | None = None) -> Config
         try:
             settings["cache"] = fields.Boolean().deserialize(settings.get("cache", False))
             settings["cache_params"] = CacheParamsSchema().load(settings.get("cache_params") or {})
-            _resolve_cache_backend(settings["cache_params"], data["general_settings"])
+            _resolve_cache_backend(settings["cache_params"], data["general_settings"],
+                                   {d.model_name for d in deployments})
         except ValidationError as e:
             raise ConfigError(flatten_errors(e.messages, ("dheera_ai_settings", "cache_params")
                                              if isinstance(e.messages, dict) else ("dheera_ai_settings", "cache")),
@@ -700,15 +722,40 @@ def _is_read(path) -> bool:
     return path[1] in _declared_keys().get(section, ()) or config_keys.is_read(section, path[1])
 
 
-def _resolve_cache_backend(params: dict, general: dict) -> None:
-    """Which cache: redis reuses general_settings.redis_url when cache_params names no server."""
+def _resolve_cache_backend(params: dict, general: dict, groups: set) -> None:
+    """Which cache: redis reuses general_settings.redis_url when cache_params names no server,
+    postgres-semantic general_settings.database_url when it is PostgreSQL."""
     own = params.get("url") or params.get("host")
     if params.get("type") is None:
         params["type"] = "redis" if own or general.get("redis_url") else "local"
+    if params["type"] == "postgres-semantic":
+        _resolve_semantic_cache(params, general, groups)
+        return
+    if params.get("url") and not REDIS_URL.match(params["url"]):
+        raise ValidationError({"url": ["must start with redis://, rediss:// or unix://"]})
     if params["type"] == "redis" and not own:
         if not general.get("redis_url"):
             raise ValidationError({"type": ["redis needs cache_params.url or host, or general_settings.redis_url"]})
         params["url"] = general["redis_url"]
+
+
+def _resolve_semantic_cache(params: dict, general: dict, groups: set) -> None:
+    database = general.get("database_url") or ""
+    params["url"] = params.get("url") or (database if POSTGRES_URL.match(database) else None)
+    if not params["url"] or not POSTGRES_URL.match(params["url"]):
+        raise ValidationError({"url": ["postgres-semantic needs a postgresql:// url here, or a PostgreSQL "
+                                       "general_settings.database_url"]})
+    if params.get("similarity_threshold") is None:
+        raise ValidationError({"similarity_threshold": ["postgres-semantic needs a similarity from 0 to 1 "
+                                                        "(e.g. 0.9)"]})
+    model = (params.get("semantic_cache_embedding_model") or params.get("redis_semantic_cache_embedding_model")
+             or params.get("qdrant_semantic_cache_embedding_model"))
+    if not isinstance(model, str) or not model:
+        raise ValidationError({"semantic_cache_embedding_model": [
+            "postgres-semantic needs the model group that embeds prompts"]})
+    if model not in groups:
+        raise ValidationError({"semantic_cache_embedding_model": [f"no model group '{model}' in model_list"]})
+    params["semantic_cache_embedding_model"] = model
 
 
 def split_model(model: str, provider_names) -> tuple[str, str]:

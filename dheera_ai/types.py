@@ -146,6 +146,8 @@ class CacheOutcome:
     # What the cache answered, priced by spend logging as what the call saved.
     saved_usage: Usage | None = None
     saved_cost: float | None = None
+    # A semantic cache's hit: how alike the prompts were (cosine similarity of their embeddings).
+    similarity: float | None = None
 
 
 @dataclass

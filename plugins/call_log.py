@@ -51,6 +51,8 @@ def record(call, outcome, detailed: bool = False) -> dict:
         line["stream_cut"] = True
     if call.cache is not None:
         line["cache"] = call.cache.result
+        if call.cache.similarity is not None:
+            line["cache_similarity"] = round(call.cache.similarity, 4)
     if call.tags:
         line["tags"] = redact_data(list(call.tags))
     if call.guardrails:

@@ -9,7 +9,7 @@ from plugins import observability
 from proxy_app import create_app
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import LiveServer
-from tests.support.services import proxied_redis  # noqa: F401 - a fixture for every module
+from tests.support.services import pgvector_server, proxied_redis  # noqa: F401 - fixtures for every module
 
 MASTER_KEY = "sk-test-master-key"
 

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import MASTER_KEY
 from tests.support.fake_upstream import Script, chat_chunks, chat_completion
 from tests.support.plugin_dist import install_plugin, run_with
+from tests.test_spend import stored
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "jane.doe@example.com"
@@ -201,13 +202,15 @@ def test_max_input_tokens_refuses_a_long_prompt(guarded, upstream):
 def test_moderation_asks_a_moderation_group_through_the_gateways_router(guarded, base_config, upstream):
     base_config["model_list"].append({"model_name": "omni-moderation", "dheera_ai_params": {
         "model": "openai/omni-moderation-latest", "api_base": upstream.url + "/v1", "api_key": "sk-upstream-secret"}})
-    client = guarded({"guardrail_name": "mod", "dheera_ai_params": {
-        "guardrail": "moderation", "model": "omni-moderation", "default_on": True}}).test_client()
-    r = chat(client, "something violent")
+    app = guarded({"guardrail_name": "mod", "dheera_ai_params": {
+        "guardrail": "moderation", "model": "omni-moderation", "default_on": True}})
+    r = chat(app.test_client(), "something violent")
     assert r.status_code == 400
     assert r.json["error"]["message"] == "Blocked by guardrail 'mod' (pre_call): found MODERATION:violence."
     assert upstream.count("/v1/moderations") == 1 and upstream.count("/v1/chat/completions") == 0
     assert upstream.last.json["input"] == ["something violent"]
+    [check] = [row for row in stored(app) if row["call_type"] == "moderations"]
+    assert check["tags"] == ["guardrail:mod"], "the check's own spend row says which guardrail made it"
 
 
 def test_presidio_finds_entities_through_its_analyzer_api(guarded, upstream):

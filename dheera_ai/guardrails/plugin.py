@@ -160,8 +160,8 @@ class GuardrailsPlugin:
 
     @hookimpl(trylast=True)
     def dheera_ai_pre_call(self, call, settings):
-        if call.call_id in self._internal:
-            return
+        if call.call_id in self._internal or (call.principal is not None and call.principal.kind == "cache"):
+            return  # a check's own call, or the response cache's embedding of a prompt already checked
         active = self._active(call)
         if not active:
             return

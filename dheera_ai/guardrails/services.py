@@ -47,7 +47,7 @@ class ModerationGuardrail(Guardrail):
                             user_id=getattr(principal, "user_id", None), team_id=getattr(principal, "team_id", None))
         check = Call(call_id=ids.call_id(), call_type="moderations", model=self.model,
                      body={"model": self.model, "input": list(texts)}, principal=checker,
-                     tags=[f"guardrail:{self.name}"])
+                     gateway_params={"tags": [f"guardrail:{self.name}"]})  # as a request gives them
         reply = self.gateway.run(check)
         answer = orjson.loads(reply.body) if reply.body is not None else reply.data
         found = []

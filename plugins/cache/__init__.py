@@ -11,6 +11,8 @@ A plugin on the dispatch hook, registered by `create_app` only when the config t
   (never one the client left, or that failed), embeddings per input.
 
 Spend logging bills a hit at cost 0 with what it saved (`Call.cache`); the metrics count hits.
+With `type: postgres-semantic` a request that misses by key is looked up by its prompt's meaning
+too (`plugins.cache.semantic`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dheera_ai.errors import BadRequestError, InternalServerError
 from dheera_ai.types import CacheOutcome, Reply, Usage
 from plugins.cache import answers
 from plugins.cache.keys import cache_key, digest, scope_of
+from plugins.cache.semantic import Embedder, PostgresSemanticStore, prompt_text, semantic_scope
 from plugins.cache.stores import LocalStore, RedisStore
 
 log = logging.getLogger("dheera_ai.cache")
@@ -33,15 +36,23 @@ log = logging.getLogger("dheera_ai.cache")
 MAX_NAMESPACE = 200
 
 
-def response_cache(config):
-    """The cache plugin the config asks for, or None when caching is off."""
+def response_cache(config, pipeline):
+    """The cache plugin the config asks for, or None when caching is off. `pipeline` carries out
+    the semantic cache's embedding calls."""
     settings = config.dheera_ai_settings
     if not settings.get("cache"):
         return None
     params = settings["cache_params"]
     timeout = params["timeout_ms"] / 1000
-    store = RedisStore(params, timeout) if params["type"] == "redis" else LocalStore(params["max_bytes"])
-    return ResponseCache(params, store, config.general_settings.get("redis_key_prefix", "dheera_ai:"))
+    embedder = None
+    if params["type"] == "postgres-semantic":
+        store = PostgresSemanticStore(params["url"], timeout)
+        embedder = Embedder(pipeline, params["semantic_cache_embedding_model"], params["embedding_timeout_ms"] / 1000)
+    elif params["type"] == "redis":
+        store = RedisStore(params, timeout)
+    else:
+        store = LocalStore(params["max_bytes"])
+    return ResponseCache(params, store, config.general_settings.get("redis_key_prefix", "dheera_ai:"), embedder)
 
 
 @dataclass
@@ -59,21 +70,28 @@ class _Lookup(CacheOutcome):
     single: bool = False
     keys: list = field(default_factory=list)
     hits: dict = field(default_factory=dict)
+    # The semantic cache: what besides the prompt must match (None: look up by key only), the
+    # prompt, and its embedding (made once, on the first miss by key; read again when the
+    # answer is kept).
+    scope: str | None = None
+    prompt: str | None = None
+    embedding: object = None
 
 
 class ResponseCache:
-    def __init__(self, params: dict, store, prefix: str):
+    def __init__(self, params: dict, store, prefix: str, embedder=None):
         self.params = params
         self.store = store
         self.prefix = prefix + "cache:"
         self.call_types = frozenset(params["supported_call_types"])
+        self.embedder = embedder
 
     # -- what the request allows -------------------------------------------------------------------
 
     @hookimpl
     def dheera_ai_pre_call(self, call, settings):
-        if call.call_type not in self.call_types:
-            return
+        if call.call_type not in self.call_types or (call.principal and call.principal.kind == "cache"):
+            return  # the second: the semantic cache's own embedding call
         asked = _controls(call.gateway_params.get("cache"), "cache")
         if self.params["mode"] == "default_off" and not asked.get("use-cache"):
             return
@@ -106,8 +124,14 @@ class ResponseCache:
             return self._embeddings_hit(call, state)
         raw = self.store.get_many([self.prefix + state.key])[0]
         entry = answers.decode(raw, call.call_type) if raw is not None else None
+        similarity = 1.0
+        if (entry is None or not self._fresh(entry, state)) and state.scope is not None:
+            entry, similarity = self._similar(call, state)
         if entry is None or not self._fresh(entry, state):
             return None
+        if self.embedder is not None:
+            state.similarity = similarity
+            call.response_headers["x-dheera-ai-cache-similarity"] = f"{similarity:.4f}"
         answer = entry["body"]
         usage = Usage.from_openai(answer.get("usage"))
         self._answered(call, state, "hit", usage)
@@ -117,6 +141,19 @@ class ResponseCache:
             return Reply(stream=answers.REPLAY[call.call_type](answer, include), content_type="text/event-stream",
                          usage=usage)
         return Reply(data=answer, usage=usage)
+
+    def _similar(self, call, state: _Lookup) -> tuple[dict | None, float]:
+        """The entry of the closest earlier prompt in the scope, if alike enough, and how alike."""
+        if state.embedding is None:  # once per call: a retry's prompt is the same
+            state.embedding = self.embedder.start(state.prompt, call)
+        vector = state.embedding.wait(self.embedder.timeout)
+        if vector is None:
+            log.debug("call %s: no embedding in time (%s); a miss", call.call_id, state.embedding.error or "waiting")
+            return None, 0.0
+        found = self.store.nearest(state.scope, vector)
+        if found is None or found[1] < self.params["similarity_threshold"]:
+            return None, 0.0
+        return answers.decode(found[0], call.call_type), found[1]
 
     def _fresh(self, entry: dict, state: _Lookup) -> bool:
         return state.max_age is None or time.time() - entry["created"] <= state.max_age
@@ -152,7 +189,7 @@ class ResponseCache:
             except (orjson.JSONDecodeError, TypeError):
                 return reply
             if isinstance(answer, dict):
-                self._keep([(state.key, answers.encode(call.call_type, answer, time.time()))], state.ttl)
+                self._keep_answer(state, answers.encode(call.call_type, answer, time.time()))
         return reply
 
     def _prepare(self, call, state: _Lookup, deployment) -> None:
@@ -168,7 +205,15 @@ class ResponseCache:
             state.keys = [digest(state.key, item) for item in items]
         else:
             state.key = cache_key(state.namespaces, scope, call.call_type, call.body)
+            if self.embedder is not None:
+                self._prepare_similar(call, state, scope)
         call.response_headers["x-dheera-ai-cache-key"] = state.key
+
+    def _prepare_similar(self, call, state: _Lookup, scope: str) -> None:
+        """The scope for this attempt's deployment, and the prompt, when it is plain text."""
+        state.prompt = prompt_text(call.call_type, call.body)
+        state.scope = None if state.prompt is None else \
+            self.prefix + semantic_scope(state.namespaces, scope, call.call_type, call.body)
 
     def _kept_stream(self, call, state: _Lookup, reply: Reply, stream):
         """Relay the stream; once it has ended, keep it (unless it was too big to keep). An OpenAI
@@ -201,7 +246,15 @@ class ResponseCache:
         except (answers.NotCacheable, KeyError, TypeError, ValueError) as exc:
             log.debug("call %s: the stream is not kept (%s)", call.call_id, exc)
             return
-        self._keep([(state.key, answers.encode(call.call_type, answer, time.time()))], state.ttl)
+        self._keep_answer(state, answers.encode(call.call_type, answer, time.time()))
+
+    def _keep_answer(self, state: _Lookup, value: bytes) -> None:
+        """One call's answer; with its prompt's embedding, when the semantic cache has it by now."""
+        vector = state.embedding.ready if state.embedding is not None and state.scope is not None else None
+        if vector is None:
+            self._keep([(state.key, value)], state.ttl)
+        elif len(value) <= self.params["max_item_bytes"]:
+            self.store.set_similar([(self.prefix + state.key, value, state.ttl, state.scope, vector)])
 
     def _keep(self, items: list[tuple[str, bytes]], ttl: float) -> None:
         limit = self.params["max_item_bytes"]

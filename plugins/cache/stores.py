@@ -66,6 +66,26 @@ class LocalStore:
         pass
 
 
+class Outages:
+    """A shared store's failures: after one, the store is left alone for DOWN_SECONDS (its lookups
+    are misses, its writes dropped) and a warning is logged at most every WARN_EVERY seconds."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._down_until = 0.0
+        self._warned = 0.0
+
+    def skipping(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def failed(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + DOWN_SECONDS
+        if time.monotonic() - self._warned > WARN_EVERY:
+            self._warned = time.monotonic()
+            log.warning("response cache: %s failed (%s: %s); calls go upstream, retrying in %.0f s",
+                        self.name, type(exc).__name__, redact(str(exc).strip()), DOWN_SECONDS)
+
+
 class RedisStore:
     """Redis, with every command bounded by `timeout` seconds; failures are misses and a warning."""
 
@@ -74,8 +94,7 @@ class RedisStore:
         self.timeout = timeout
         self._client = None
         self._pid = None
-        self._down_until = 0.0
-        self._warned = 0.0
+        self.outages = Outages("Redis")
         self._queue: queue.Queue | None = None
 
     def _redis(self):
@@ -97,16 +116,16 @@ class RedisStore:
         return self._client
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
-        if time.monotonic() < self._down_until:
+        if self.outages.skipping():
             return [None] * len(keys)
         try:
             return self._redis().mget(keys)
         except Exception as exc:  # noqa: BLE001 - a cache failure never fails a call
-            self._failed(exc)
+            self.outages.failed(exc)
             return [None] * len(keys)
 
     def set_many(self, items: list[tuple[str, bytes, float]]) -> None:
-        if time.monotonic() < self._down_until:
+        if self.outages.skipping():
             return
         self._redis()
         try:
@@ -125,14 +144,7 @@ class RedisStore:
                     pipe.set(key, value, px=max(1, int(ttl * 1000)))
                 pipe.execute()
             except Exception as exc:  # noqa: BLE001
-                self._failed(exc)
-
-    def _failed(self, exc: Exception) -> None:
-        self._down_until = time.monotonic() + DOWN_SECONDS
-        if time.monotonic() - self._warned > WARN_EVERY:
-            self._warned = time.monotonic()
-            log.warning("response cache: Redis failed (%s: %s); calls go upstream, retrying in %.0f s",
-                        type(exc).__name__, redact(str(exc)), DOWN_SECONDS)
+                self.outages.failed(exc)
 
     def close(self) -> None:
         if self._queue is not None and self._pid == os.getpid():

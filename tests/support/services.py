@@ -99,3 +99,40 @@ def proxied_redis():
     keys = list(client.scan_iter(prefix + "*"))
     if keys:
         client.delete(*keys)
+
+
+PGVECTOR_URL = os.environ.get("DHEERA_AI_TEST_PGVECTOR_URL")
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(tmp_path_factory):
+    """A PostgreSQL with pgvector: DHEERA_AI_TEST_PGVECTOR_URL's, else one the `pgserver` wheel
+    (a test dependency: PostgreSQL and pgvector built for pip) runs for this session on a Unix
+    socket. Yields a function giving a fresh database's URL."""
+    import psycopg
+
+    server = None
+    url = PGVECTOR_URL
+    if url is None:
+        try:
+            import pgserver
+
+            server = pgserver.get_server(str(tmp_path_factory.mktemp("pgvector")), cleanup_mode="stop")
+            url = server.get_uri()
+        except Exception as e:  # noqa: BLE001 - whatever kept it from starting, name it
+            unavailable("a pgvector server (pgserver)", e)
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        unavailable(f"pgvector at {url}", e)
+
+    def fresh_database() -> str:
+        name = "dheera_test_" + uuid.uuid4().hex[:12]
+        admin.execute(f'CREATE DATABASE "{name}"')
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+        parts["dbname"] = name
+        return "postgresql://?" + "&".join(f"{k}={quote(str(v))}" for k, v in parts.items() if v not in (None, ""))
+    yield fresh_database
+    admin.close()
+    if server is not None:
+        server.cleanup()
