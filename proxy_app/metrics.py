@@ -60,6 +60,15 @@ class Metrics:
         self.callback_dropped = Counter("dheera_ai_callback_dropped", "Spans and call records an exporter "
                                         "dropped because its queue was full (its destination slow or down)",
                                         ["callback"], registry=r)
+        # (metric, label values) -> its child: `labels()` checks and locks on every use (~3 us),
+        # eight times a call. Label values are bounded (see above), so this is too.
+        self._children: dict = {}
+
+    def _child(self, metric, *labels):
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[metric, labels] = metric.labels(*labels)
+        return child
 
     @hookimpl(wrapper=True)
     def dheera_ai_pre_call(self, call):
@@ -73,33 +82,33 @@ class Metrics:
     def dheera_ai_post_call_success(self, call, outcome):
         group, deployment = self._labels(call)
         self.in_flight.dec()
-        self.requests.labels(group, deployment, str(outcome.status)).inc()
+        self._child(self.requests, group, deployment, outcome.status).inc()
         self._spent(group, call)
-        self.latency.labels(group).observe(outcome.latency_seconds)
+        self._child(self.latency, group).observe(outcome.latency_seconds)
         if not call.stream:
-            self.overhead.labels(group).observe(max(outcome.latency_seconds - call.upstream_seconds, 0.0))
+            self._child(self.overhead, group).observe(max(outcome.latency_seconds - call.upstream_seconds, 0.0))
         if outcome.usage is not None:
-            self.tokens.labels(group, "prompt").inc(outcome.usage.prompt_tokens)
-            self.tokens.labels(group, "completion").inc(outcome.usage.completion_tokens)
+            self._child(self.tokens, group, "prompt").inc(outcome.usage.prompt_tokens)
+            self._child(self.tokens, group, "completion").inc(outcome.usage.completion_tokens)
         if outcome.stream_cut:
-            self.streams_cut.labels(group).inc()
+            self._child(self.streams_cut, group).inc()
         if call.cache is not None:
-            self.cache_requests.labels(call.cache.result).inc()
+            self._child(self.cache_requests, call.cache.result).inc()
             if call.cache.saved_cost:
-                self.cache_saved.labels(group).inc(call.cache.saved_cost)
+                self._child(self.cache_saved, group).inc(call.cache.saved_cost)
 
     @hookimpl(trylast=True)
     def dheera_ai_post_call_failure(self, call, outcome):
         group, deployment = self._labels(call)
         self.in_flight.dec()
-        self.requests.labels(group, deployment, str(outcome.status)).inc()
-        self.errors.labels(group, type(outcome.error).__name__).inc()
-        self.latency.labels(group).observe(outcome.latency_seconds)
+        self._child(self.requests, group, deployment, outcome.status).inc()
+        self._child(self.errors, group, type(outcome.error).__name__).inc()
+        self._child(self.latency, group).observe(outcome.latency_seconds)
         self._spent(group, call)  # a stream that failed part-way is billed for what it delivered
 
     def _spent(self, group: str, call) -> None:
         if call.cost:  # None when unpriced (or spend logging is not loaded)
-            self.spend.labels(group).inc(call.cost)
+            self._child(self.spend, group).inc(call.cost)
 
     def _labels(self, call) -> tuple[str, str]:
         """(model group, deployment) as configured; a deployment a client built (`user_config`)
