@@ -26,6 +26,7 @@ import orjson
 from dheera_ai import ids
 from dheera_ai.errors import AuthenticationError, BadRequestError, DheeraAIError, RateLimitError
 from dheera_ai.types import GATEWAY_FIELDS, Call, Outcome, Principal
+from proxy_app import turns
 from proxy_app.batches.forward import Forwarder, NotForwardable
 from proxy_app.batches.lines import check_file, output_line, parse, read_lines
 from proxy_app.batches.store import FINAL
@@ -33,6 +34,8 @@ from proxy_app.files import derived_file_id
 from proxy_app.store import StoreUnavailableError
 
 log = logging.getLogger("dheera_ai.batches")
+
+TURN_SECONDS = 0.005
 
 CALL_TYPES = {"/v1/chat/completions": "chat_completions", "/v1/embeddings": "embeddings",
               "/v1/completions": "completions", "/v1/responses": "responses"}
@@ -285,6 +288,7 @@ class BatchRunner:
             raise LeaseLost(batch_id)
 
     def _work(self, batch: dict, queue: Queue, stopping: threading.Event) -> None:
+        turned = time.monotonic()
         while True:
             try:
                 item = queue.get(timeout=1.0)
@@ -293,6 +297,12 @@ class BatchRunner:
             if item is None:
                 return
             number, raw = item
+            # Lines answered without waiting (the mock model, cache hits, a fast upstream) never
+            # yield: under gevent the worker's calls, and its heartbeat to gunicorn (which kills a
+            # worker silent for `timeout`), get a turn every TURN_SECONDS.
+            if time.monotonic() - turned > TURN_SECONDS:
+                turns.take_turn()
+                turned = time.monotonic()
             try:
                 self._line(batch, number, raw, stopping)
             except StoreUnavailableError as exc:
