@@ -47,6 +47,7 @@ def response_cache(config, pipeline):
     embedder = None
     if params["type"] == "postgres-semantic":
         store = PostgresSemanticStore(params["url"], timeout)
+        store.start()
         embedder = Embedder(pipeline, params["semantic_cache_embedding_model"], params["embedding_timeout_ms"] / 1000)
     elif params["type"] == "redis":
         store = RedisStore(params, timeout)

@@ -26,7 +26,7 @@ import orjson
 from dheera_ai import ids
 from dheera_ai.types import Call, Principal
 from plugins.cache.keys import NOT_IN_KEY, digest
-from plugins.cache.stores import Outages
+from plugins.cache.stores import DOWN_SECONDS, Outages
 
 log = logging.getLogger("dheera_ai.cache")
 
@@ -156,43 +156,35 @@ def _vector(raw) -> list[float]:
 
 class PostgresSemanticStore:
     """Entries in one PostgreSQL table: found by exact key (as the other stores), or by the
-    nearest embedding within a scope. Reads are bounded by `timeout`; writes leave the call's
-    path through a writer thread per worker, which also deletes expired entries."""
+    nearest embedding within a scope. A worker thread per process connects, makes the table,
+    then sends the writes and deletes expired entries: nothing on a call's path waits for a
+    connection. Until it has connected, and while PostgreSQL is down, lookups are misses; each
+    lookup is bounded by `timeout`."""
 
     def __init__(self, url: str, timeout: float):
         self.url = url
         self.timeout = timeout
         self.outages = Outages("PostgreSQL")
-        self._pool = None
+        self._pool = None  # set by the writer once it has connected and made the table
         self._pid = None
         self._lock = threading.Lock()
         self._queue: queue.Queue | None = None
 
     def _connections(self):
-        # One pool per process, made after gunicorn forked the worker; the table on first use.
-        if self._pool is None or self._pid != os.getpid():
+        """This process's pool, or None while the writer is still connecting. The writer
+        starts on first use, after gunicorn forked the worker."""
+        if self._pid != os.getpid():
             with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    from psycopg_pool import ConnectionPool
-
-                    statement_ms = max(1, int(self.timeout * 1000))
-                    pool = ConnectionPool(self.url, min_size=1, max_size=4, open=True, timeout=self.timeout,
-                                          kwargs={"connect_timeout": 2, "autocommit": True,
-                                                  "options": f"-c statement_timeout={statement_ms}"},
-                                          name="dheera_ai_semantic_cache")
-                    try:
-                        with pool.connection(timeout=5) as conn:
-                            conn.execute("SET statement_timeout = 10000")  # the table may wait on a lock
-                            _create_table(conn)
-                            conn.execute(f"SET statement_timeout = {statement_ms}")
-                    except Exception:
-                        pool.close(timeout=1)
-                        raise
-                    self._pool, self._pid = pool, os.getpid()
+                if self._pid != os.getpid():
+                    self._pool, self._pid = None, os.getpid()
                     self._queue = queue.Queue(WRITE_QUEUE)
                     threading.Thread(target=self._write_forever, args=(self._queue,), daemon=True,
                                      name="dheera_ai-semantic-cache-writer").start()
         return self._pool
+
+    def start(self) -> None:
+        """Connect now (in the worker, after the fork), rather than on the first call."""
+        self._connections()
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         rows = self._read(f"SELECT key, value FROM {TABLE} WHERE key = ANY(%s) AND expires_at > %s",
@@ -215,10 +207,11 @@ class PostgresSemanticStore:
         return bytes(rows[0][0]), float(rows[0][1])
 
     def _read(self, statement: str, args: tuple):
-        if self.outages.skipping():
+        pool = self._connections()
+        if pool is None or self.outages.skipping():
             return None
         try:
-            with self._connections().connection(timeout=self.timeout) as conn:
+            with pool.connection(timeout=self.timeout) as conn:
                 return conn.execute(statement, args).fetchall()
         except Exception as exc:  # noqa: BLE001 - a cache failure never fails a call
             self.outages.failed(exc)
@@ -231,15 +224,33 @@ class PostgresSemanticStore:
         """(key, value, ttl, scope, embedding) each; an entry without an embedding is found by key only."""
         if self.outages.skipping():
             return
+        self._connections()
         try:
-            self._connections()
             self._queue.put_nowait(items)
         except queue.Full:
             log.debug("semantic cache writes are behind; %d answers not stored", len(items))
-        except Exception as exc:  # noqa: BLE001
-            self.outages.failed(exc)
+
+    def _connect(self):
+        """The table made, then the pool; on failure a warning, and again after DOWN_SECONDS."""
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        while True:
+            try:
+                with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as conn:
+                    conn.execute("SET statement_timeout = 10000")  # the table may wait on another's lock
+                    _create_table(conn)
+                statement_ms = max(1, int(self.timeout * 1000))
+                return ConnectionPool(self.url, min_size=1, max_size=4, open=True, timeout=self.timeout,
+                                      kwargs={"connect_timeout": 2, "autocommit": True,
+                                              "options": f"-c statement_timeout={statement_ms}"},
+                                      name="dheera_ai_semantic_cache")
+            except Exception as exc:  # noqa: BLE001 - down or misconfigured: said, and tried again
+                self.outages.failed(exc)
+                time.sleep(DOWN_SECONDS)
 
     def _write_forever(self, pending: queue.Queue) -> None:
+        pool = self._pool = self._connect()
         swept = time.monotonic()
         while True:
             try:
@@ -249,7 +260,7 @@ class PostgresSemanticStore:
             if items is None:
                 return
             try:
-                with self._pool.connection(timeout=5) as conn:
+                with pool.connection(timeout=5) as conn:
                     if items:
                         now = time.time()
                         with conn.cursor() as cur:
