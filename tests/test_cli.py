@@ -99,6 +99,24 @@ def test_gevent_lives_in_the_workers_not_the_master(gateway):
     assert "gevent" in mapped(worker)  # and it serves (the tests above), patched by gevent
 
 
+def test_a_worker_freezes_what_it_built_so_collections_skip_it():
+    """gunicorn calls `post_worker_init` in each worker once its app is built: from then on a full
+    garbage collection scans only what calls made, not the ~57,000 objects of a started gateway."""
+    import gc
+
+    from gunicorn.config import Config
+
+    from proxy_app import gunicorn_settings
+
+    assert "post_worker_init" in Config().settings, "a gunicorn server hook of that name"
+    gc.unfreeze()
+    try:
+        gunicorn_settings.post_worker_init(None)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+
+
 def test_a_busy_keep_alive_connection_does_not_starve_the_others(gateway):
     """Connection A sends 1,000 requests at once (pipelined); once A's first answer is back,
     connection B sends one. A fair worker serves B next, after the one or two of A's under way.
