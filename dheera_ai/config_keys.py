@@ -29,7 +29,7 @@ READ["dheera_ai_settings"] = READ["litellm_settings"]
 LITELLM_UNUSED: dict[str, dict[str, str]] = {
     "": {
         "finetune_settings": "Dheera AI has no /fine_tuning endpoints",
-        "files_settings": "Dheera AI has no /files endpoints",
+        "files_settings": "/v1/files are kept under general_settings.files_dir",
         "credential_list": "give credentials in each deployment's params",
         "cache": "no cache is on: Dheera AI has no response cache configured from this section",
         "cache_params": "",
