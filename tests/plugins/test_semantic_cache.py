@@ -178,6 +178,25 @@ def test_the_embedding_is_billed_to_the_caller_and_the_hit_saves_the_answer(app,
     assert (hit_row["cache_hit"], hit_row["cost"]) == (True, 0) and hit_row["saved_cost"] == miss_row["cost"] > 0
 
 
+def test_the_anthropic_sdk_gets_the_answer_to_a_reworded_message_and_its_system_prompt_counts(
+        live, upstream, embeddings, semantic_config):
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=live.url, api_key=MASTER_KEY, max_retries=0, timeout=10)
+    ask = {"model": "gpt-4o-mini", "max_tokens": 50, "system": "You answer in one word."}
+    first = claude.messages.create(**ask, messages=CAPITAL)
+    kept(semantic_config["dheera_ai_settings"]["cache_params"]["url"], 1)
+    again = claude.messages.with_raw_response.create(**ask, messages=REWORDED)
+    assert again.headers["x-dheera-ai-cache-hit"] == "true"
+    assert again.parse().content[0].text == first.content[0].text
+    assert embeddings.texts[0] == "system: You answer in one word.\nuser: What is the capital of France?"
+    historian = "Answer at length, as a historian."
+    assert cosine(embeddings.texts[0], f"system: {historian}\nuser: {REWORDED[0]['content']}") < 0.75
+    other = claude.messages.with_raw_response.create(**{**ask, "system": historian}, messages=REWORDED)
+    assert other.headers["x-dheera-ai-cache-hit"] == "false", "the system prompt is compared with the messages"
+    assert chats(upstream) == 2
+
+
 @pytest.mark.parametrize("trouble", ["slow", "failing"])
 def test_a_slow_or_failing_embedding_model_only_costs_a_miss(make_app, semantic_config, live_app, upstream,
                                                              embeddings, trouble):
