@@ -35,7 +35,7 @@ CALL_FIELDS = {"dheera_ai.call_id": "call_id", "dheera_ai.key_alias": "key_alias
                "dheera_ai.user_id": "user_api_key_user_id", "dheera_ai.model_group": "model_group",
                "dheera_ai.deployment_id": "model_id", "dheera_ai.retries": "retries",
                "dheera_ai.fallbacks": "fallbacks", "dheera_ai.stream_cut": "stream_cut",
-               "dheera_ai.cache_hit": "cache_hit"}
+               "dheera_ai.cache_hit": "cache_hit", "dheera_ai.cache_similarity": "cache_similarity"}
 
 
 def takes(span: ReadableSpan) -> bool:

@@ -268,9 +268,11 @@ def call_attributes(call, outcome) -> dict:
         out["dheera_ai.tags"] = [str(t) for t in call.tags]
     if call.cost is not None:
         out["dheera_ai.cost_usd"] = float(call.cost)
-    cache_hit = getattr(call, "cache_hit", None)
-    if cache_hit is not None:
-        out["dheera_ai.cache_hit"] = bool(cache_hit)
+    cache = call.cache  # None when no response cache looked the call up
+    if cache is not None:
+        out["dheera_ai.cache_hit"] = cache.result == "hit"
+        if cache.similarity is not None:
+            out["dheera_ai.cache_similarity"] = float(cache.similarity)
     if outcome.stream_cut:
         out["dheera_ai.stream_cut"] = True  # the client hung up before the stream's end
     if isinstance(call.metadata, dict):

@@ -155,6 +155,17 @@ def test_a_failed_call_marks_its_spans(make_app, base_config, upstream, collecto
     assert server.attributes["http.response.status_code"] == 400
 
 
+def test_a_cache_hit_says_so_on_its_span(make_app, base_config, collector, upstream):
+    config = traced(base_config, collector)
+    config["dheera_ai_settings"].update({"cache": True, "cache_params": {"type": "local"}})
+    gateway = make_app(config).test_client()
+    for _ in range(2):
+        assert call(gateway).status_code == 200
+    first, second = sorted(collector.wait_for(2, kind="SERVER"), key=lambda span: span.start_ns)
+    assert (first.attributes["dheera_ai.cache_hit"], second.attributes["dheera_ai.cache_hit"]) == (False, True)
+    assert upstream.count("/v1/chat/completions") == 1
+
+
 def test_an_incoming_traceparent_makes_the_call_its_child(gateway, collector, upstream):
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     call(gateway, headers={"traceparent": parent, "tracestate": "vendor=1"})
