@@ -113,6 +113,14 @@ class Principal:
     # (a team's rpm_limit bounds all its keys together; `limits` bounds the one key).
     scoped_limits: dict = field(default_factory=dict)
 
+    @classmethod
+    def acting_for(cls, caller: "Principal | None", kind: str) -> "Principal":
+        """The gateway making a call of its own for `caller` (a guardrail's check, the cache's
+        embedding): billed as the caller's key, user and team, with none of its limits."""
+        return cls(kind=kind, key_hash=getattr(caller, "key_hash", None),
+                   key_alias=getattr(caller, "key_alias", None), user_id=getattr(caller, "user_id", None),
+                   team_id=getattr(caller, "team_id", None))
+
     @property
     def owner(self) -> str:
         """Who owns what this caller makes (stored responses, files, batches): the key's user, so

@@ -39,12 +39,9 @@ class ModerationGuardrail(Guardrail):
     def inspect(self, texts, call):
         if not texts:
             return []
-        principal = call.principal
         # The check is the gateway's own call, billed to the caller's key but not limited by it
         # (the caller may not be allowed the moderation group itself).
-        checker = Principal(kind="guardrail", key_hash=getattr(principal, "key_hash", None),
-                            key_alias=getattr(principal, "key_alias", None),
-                            user_id=getattr(principal, "user_id", None), team_id=getattr(principal, "team_id", None))
+        checker = Principal.acting_for(call.principal, "guardrail")
         check = Call(call_id=ids.call_id(), call_type="moderations", model=self.model,
                      body={"model": self.model, "input": list(texts)}, principal=checker,
                      gateway_params={"tags": [f"guardrail:{self.name}"]})  # as a request gives them

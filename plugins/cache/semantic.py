@@ -101,13 +101,9 @@ class Embedder:
         self.timeout = timeout
 
     def start(self, text: str, caller: Call) -> "Embedding":
-        principal = caller.principal
         # The embedding is the gateway's call for this caller: billed to its key, not limited by
         # it (the caller may not be allowed the embedding group itself), and never cached.
-        on_behalf = Principal(kind="cache", key_hash=getattr(principal, "key_hash", None),
-                              key_alias=getattr(principal, "key_alias", None),
-                              user_id=getattr(principal, "user_id", None),
-                              team_id=getattr(principal, "team_id", None))
+        on_behalf = Principal.acting_for(caller.principal, "cache")
         call = Call(call_id=ids.call_id(), call_type="embeddings", model=self.model,
                     body={"model": self.model, "input": text}, principal=on_behalf,
                     gateway_params={"tags": ["cache:semantic"]})  # tags as a request gives them
