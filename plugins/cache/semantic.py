@@ -25,7 +25,7 @@ import orjson
 
 from dheera_ai import ids
 from dheera_ai.types import Call, Principal
-from plugins.cache.keys import NOT_IN_KEY, digest
+from plugins.cache.keys import cache_key
 from plugins.cache.stores import DOWN_SECONDS, Outages
 
 log = logging.getLogger("dheera_ai.cache")
@@ -84,10 +84,9 @@ def _plain(content) -> str:
 
 
 def semantic_scope(namespaces: tuple, scope: str, call_type: str, body: dict) -> str:
-    """What two requests must share, beside a similar prompt, to share an answer."""
-    leave_out = PROMPT_FIELDS[call_type]
-    fields = {k: v for k, v in body.items() if k not in NOT_IN_KEY and k not in leave_out}
-    return digest("semantic", namespaces, scope, call_type, fields)
+    """What two requests must share, beside a similar prompt, to share an answer: the exact key
+    of the request without its prompt (under a scope of its own, never equal to an exact key)."""
+    return cache_key(namespaces, "semantic:" + scope, call_type, body, leave_out=PROMPT_FIELDS[call_type])
 
 
 # -- the embedding -----------------------------------------------------------------------------------
