@@ -16,9 +16,10 @@
 #              against the relay's row for the same requests (goal: 2x, a hit never leaves the gateway)
 #   litellm    the anchor, only when --anchor names a venv with `litellm[proxy]` installed
 # Upstream: nginx serving fixed OpenAI answers (never the bottleneck: ~80k req/s here).
-# Prints a row per system and scenario (req/s, p50, p90, p99, max, errors, RSS, and the answers
-# per connection min/median/max), then the throughput and p99 ratios against the relay (and
-# LiteLLM) and how evenly connections were served, so a regression shows at a glance.
+# Prints a row per system and scenario (req/s, p50, p90, p99, max, errors, RSS, the answers per
+# connection min/median/max, and PSS: RSS with pages shared by master and worker counted once),
+# then the throughput and p99 ratios against the relay (and LiteLLM), how evenly connections were
+# served, and each system's memory against LiteLLM's, so a regression shows at a glance.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 anchor=""; secs=10; rounds=1; variants=""; soak=0
@@ -81,13 +82,24 @@ for v in cache $variants; do
   { cat "$work/dheera.yaml"; echo; sed "s|BENCH_UPSTREAM|http://127.0.0.1:$up|g" "$here/variants/$v.yaml"; } > "$work/dheera+$v.yaml"
 done
 
-tree_rss() {  # kB of RSS summed over a process and its descendants
+tree_pids() {  # a process and its descendants
   local pids=$1 all=$1 next
   while [ -n "$pids" ]; do
     next=$(for p in $pids; do pgrep -P "$p"; done | tr '\n' ' ')
     all="$all $next"; pids=$next
   done
-  ps -o rss= -p "$(echo $all | tr ' ' ',')" 2>/dev/null | awk '{s+=$1} END {print s+0}'
+  echo $all
+}
+
+tree_rss() {  # kB of RSS summed over a process and its descendants
+  ps -o rss= -p "$(tree_pids "$1" | tr ' ' ',')" 2>/dev/null | awk '{s+=$1} END {print s+0}'
+}
+
+# kB of PSS summed over the same processes: what the tree costs the machine. A gunicorn worker
+# shares the pages its master had when it forked, and summed RSS counts those twice; PSS splits
+# each shared page between the processes that map it, so the sum counts it once.
+tree_pss() {
+  for p in $(tree_pids "$1"); do cat "/proc/$p/smaps_rollup" 2>/dev/null; done | awk '$1=="Pss:" {s+=$2} END {print s+0}'
 }
 
 wait_up() {
@@ -124,8 +136,8 @@ measure() {  # $1 system name; the system listens on $gw
     max=$(echo "$out" | awk '$1=="Latency" {print $4; exit}')
     err=$(echo "$out" | awk '/Non-2xx/ {print $5} /Socket errors/ {print "sock"}' | tr '\n' ' ')
     spread=$(echo "$out" | awk '$1=="per-connection" {print $2 "/" $3 "/" $4}')
-    printf '%s\t%s c=%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$([ "$2" = cached ] && echo "chat cached" || echo "$2")" "$3" "$rps" "$(pct 50%)" "$(pct 90%)" "$(pct 99%)" \
-      "$max" "${err:-0}" "$(tree_rss "$pid")" "${spread:--}" >> "$results"
+    printf '%s\t%s c=%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$([ "$2" = cached ] && echo "chat cached" || echo "$2")" "$3" "$rps" "$(pct 50%)" "$(pct 90%)" "$(pct 99%)" \
+      "$max" "${err:-0}" "$(tree_rss "$pid")" "${spread:--}" "$(tree_pss "$pid")" >> "$results"
   done
 }
 

@@ -1,6 +1,7 @@
 """`make bench`'s table: every measured row, then each system's throughput and p99 against the
-relay (and LiteLLM), medians over rounds, and how evenly its connections were served (the least
-served connection's answers over the median connection's: 1.00 is fair, near 0 is starvation).
+relay (and LiteLLM), medians over rounds, how evenly its connections were served (the least
+served connection's answers over the median connection's: 1.00 is fair, near 0 is starvation),
+and each system's memory after its runs (the largest RSS and PSS of its rows) against LiteLLM's.
 Reads the TSV run.sh writes."""
 
 import collections
@@ -8,7 +9,8 @@ import statistics
 import sys
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-COLUMNS = ("system", "scenario", "req/s", "p50", "p90", "p99", "max", "errors", "RSS kB", "per conn min/med/max")
+COLUMNS = ("system", "scenario", "req/s", "p50", "p90", "p99", "max", "errors", "RSS kB", "per conn min/med/max",
+           "PSS kB")
 
 
 def millis(text: str) -> float | None:
@@ -38,7 +40,11 @@ def main(path: str) -> None:
     for row in rows:
         print("\t".join(row))
     rps, p99, fair = collections.defaultdict(list), collections.defaultdict(list), collections.defaultdict(list)
+    memory = collections.defaultdict(lambda: [0, 0])  # system -> [RSS kB, PSS kB], the largest seen
     for system, scenario, r, _p50, _p90, q, *rest in rows:
+        for column, index in ((0, 2), (1, 4)):  # rows written before the PSS column have none
+            if len(rest) > index and rest[index].isdigit():
+                memory[system][column] = max(memory[system][column], int(rest[index]))
         evenness = fairness(rest[3]) if len(rest) > 3 else None  # rows written before the column: none
         if evenness is not None:
             fair[(system, scenario)].append(evenness)
@@ -65,6 +71,21 @@ def main(path: str) -> None:
                 evenness = "/".join(f"{med_fair[k]:.2f}" if k in med_fair else "-"
                                     for k in ((system, scenario), (other, scenario)))
                 print(f"{system}/{other}\t{scenario}\t{mine / theirs:.2f}\t{lat}\t{evenness}")
+    print_memory(memory)
+
+
+def print_memory(memory: dict) -> None:
+    """RSS sums each process's pages, so a gunicorn master and its worker count the pages they share
+    twice; PSS counts them once. LiteLLM's proxy with one worker is one process: the two agree."""
+    anchor = memory.get("litellm")
+    print()
+    print("memory	RSS kB	PSS kB" + ("	RSS / LiteLLM's	PSS / LiteLLM's" if anchor else ""))
+    for system in sorted(memory):
+        rss, pss = memory[system]
+        line = f"{system}\t{rss}\t{pss or '-'}"
+        if anchor:
+            line += f"\t{rss / anchor[0]:.3f}\t" + (f"{pss / anchor[1]:.3f}" if pss and anchor[1] else "-")
+        print(line)
 
 
 if __name__ == "__main__":
