@@ -78,7 +78,8 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     if engine.config.dheera_ai_settings.get("cache"):
         from plugins.cache import response_cache  # imported only by a gateway that caches
 
-        engine.plugin_manager.register(response_cache(engine.config, engine.pipeline), name="response-cache")
+        state.response_cache = response_cache(engine.config, engine.pipeline)
+        engine.plugin_manager.register(state.response_cache, name="response-cache")
     state.spend.on_row_dropped = gateway_metrics.spend_row_dropped
     state.spend.start()
     engine.keep_responses_in(state.responses)

@@ -33,6 +33,7 @@ class State:
         self.batch_runner = None  # needs the engine: create_app sets it
         self.schema_ready = False
         self.models = None  # LiveModels, which needs the engine: create_app sets it
+        self.response_cache = None  # the cache plugin, when the config turns caching on: create_app sets it
 
     def ensure_schema(self) -> None:
         """Migrate once; an unreachable store is reported (503), and retried on the next use."""
@@ -67,6 +68,8 @@ class State:
             self.batch_runner.close()
         if self.models is not None:
             self.models.close()
+        if self.response_cache is not None:
+            self.response_cache.store.close()  # its writer thread, and a semantic store's pool
         self.spend.close()
         self.auth.close()
         self.store.close()

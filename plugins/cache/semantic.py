@@ -253,6 +253,7 @@ class PostgresSemanticStore:
             except queue.Empty:
                 items = []
             if items is None:
+                pool.close()  # or its workers keep reconnecting, to a database that may be gone
                 return
             try:
                 with pool.connection(timeout=5) as conn:

@@ -293,3 +293,31 @@ def test_litellms_names_for_the_embedding_model_and_the_gateways_database(make_a
     ask(gpt, CAPITAL)
     kept(database, 1)
     assert ask(gpt, REWORDED).headers["x-dheera-ai-cache-hit"] == "true" and chats(upstream) == 1
+
+
+def test_a_gateway_that_stops_closes_its_connections_to_the_cache_database(semantic_config):
+    """A stopping gateway (a worker exiting, a test's app) closes the semantic cache's pool: left
+    open, the pool keeps reconnecting to a database that may be gone, and logs each failure."""
+    import psycopg
+
+    from proxy_app import create_app
+    from tests.conftest import builtin_plugins
+
+    url = semantic_config["dheera_ai_settings"]["cache_params"]["url"]
+    app = create_app(semantic_config, load_entrypoints=False, plugins=builtin_plugins())
+    answer = app.test_client().post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": CAPITAL},
+                                    headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert answer.status_code == 200
+    kept(url, 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        def others() -> int:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND pid <> pg_backend_pid()").fetchone()[0]
+
+        assert others() >= 1, "the cache holds a connection while the gateway runs"
+        app.extensions["dheera_ai_state"].close()
+        for _ in range(250):
+            if others() == 0:
+                break
+            time.sleep(0.02)
+        assert others() == 0
