@@ -79,7 +79,7 @@ def print_memory(memory: dict) -> None:
     twice; PSS counts them once. LiteLLM's proxy with one worker is one process: the two agree."""
     anchor = memory.get("litellm")
     print()
-    print("memory	RSS kB	PSS kB" + ("	RSS / LiteLLM's	PSS / LiteLLM's" if anchor else ""))
+    print("memory\tRSS kB\tPSS kB" + ("\tRSS / LiteLLM's\tPSS / LiteLLM's" if anchor else ""))
     for system in sorted(memory):
         rss, pss = memory[system]
         line = f"{system}\t{rss}\t{pss or '-'}"

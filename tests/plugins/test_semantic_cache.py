@@ -295,16 +295,13 @@ def test_litellms_names_for_the_embedding_model_and_the_gateways_database(make_a
     assert ask(gpt, REWORDED).headers["x-dheera-ai-cache-hit"] == "true" and chats(upstream) == 1
 
 
-def test_a_gateway_that_stops_closes_its_connections_to_the_cache_database(semantic_config):
-    """A stopping gateway (a worker exiting, a test's app) closes the semantic cache's pool: left
-    open, the pool keeps reconnecting to a database that may be gone, and logs each failure."""
+def test_a_gateway_that_stops_closes_its_connections_to_the_cache_database(make_app, semantic_config):
+    """A gateway whose state is closed closes the semantic cache's pool: left open, the pool keeps
+    reconnecting to a database that may be gone, and logs each failure."""
     import psycopg
 
-    from proxy_app import create_app
-    from tests.conftest import builtin_plugins
-
     url = semantic_config["dheera_ai_settings"]["cache_params"]["url"]
-    app = create_app(semantic_config, load_entrypoints=False, plugins=builtin_plugins())
+    app = make_app(semantic_config)
     answer = app.test_client().post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": CAPITAL},
                                     headers={"Authorization": f"Bearer {MASTER_KEY}"})
     assert answer.status_code == 200
