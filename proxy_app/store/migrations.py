@@ -321,6 +321,12 @@ MIGRATIONS.append(
     ]),
 )
 
+MIGRATIONS.append(
+    # Version 2 made spend_logs_request and 41 spend_logs_request_id, both on (request_id): every
+    # spend row, inserted on every call, wrote both.
+    (91, "spend logs: one index on request_id", ["DROP INDEX spend_logs_request_id"]),
+)
+
 # Each change appends its own entry (numbers are reserved per change, with gaps); they are applied
 # in version order.
 MIGRATIONS.sort(key=lambda migration: migration[0])

@@ -7,6 +7,7 @@ import pytest
 
 from proxy_app.store import ConflictError, StoreUnavailableError, store_for_url
 from proxy_app.store.migrations import MIGRATIONS
+from proxy_app.store.sqlite import SQLiteStore
 
 
 def key_row(key_hash="h1", **fields):
@@ -159,3 +160,34 @@ def test_login_failures_are_counted_per_client_and_forgotten_after_the_window(st
     store.record_login_failure("10.0.0.2", 400.0, forget_before=250.0)  # drops what is older than that
     assert store.login_failures("10.0.0.1", since=0.0) == [300.0]
     assert store.login_failures("10.0.0.2", since=0.0) == [310.0, 400.0]
+
+
+def _index_columns(store) -> list[tuple[str, str, tuple]]:
+    """(table, index, its columns in order) for every index of the schema, the primary keys' too."""
+    with store._transaction() as cur:
+        if isinstance(store, SQLiteStore):
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            out = []
+            for (table,) in cur.fetchall():
+                cur.execute(f"PRAGMA index_list('{table}')")
+                for index in [row[1] for row in cur.fetchall()]:
+                    cur.execute(f"PRAGMA index_info('{index}')")
+                    out.append((table, index, tuple(row[2] for row in sorted(cur.fetchall()))))
+            return out
+        cur.execute("SELECT t.relname, i.relname, array_agg(a.attname ORDER BY k.ord) FROM pg_index x "
+                    "JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                    "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                    "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+                    "WHERE n.nspname = current_schema() GROUP BY t.relname, i.relname")
+        return [(table, index, tuple(columns)) for table, index, columns in cur.fetchall()]
+
+
+def test_no_two_indexes_of_a_table_cover_the_same_columns(store):
+    """Each index is written on every insert: spend rows are inserted on every call, so one index
+    too many is a cost every call pays (spend_logs had two on request_id)."""
+    seen: dict = {}
+    for table, index, columns in _index_columns(store):
+        assert (table, columns) not in seen, f"{index} repeats {seen[table, columns]}: {table}{columns}"
+        seen[table, columns] = index
+    assert ("spend_logs", ("request_id",)) in seen  # the lookup /spend/logs?request_id= uses
