@@ -66,7 +66,7 @@ def session() -> requests.Session:
     global _session, _session_pid
     if _session is None or _session_pid != os.getpid():
         s = _upstream_session()
-        adapter = HTTPAdapter(pool_connections=_pools, pool_maxsize=1024, max_retries=0)
+        adapter = _UpstreamAdapter(pool_connections=_pools, pool_maxsize=1024, max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = _pool_classes()
         s.mount("http://", adapter)
         s.mount("https://", adapter)
@@ -86,7 +86,7 @@ def client_session(allowed: tuple = ()) -> requests.Session:
     s = _guarded.get(key)
     if s is None:
         s = _upstream_session()
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=256, max_retries=0)
+        adapter = _UpstreamAdapter(pool_connections=8, pool_maxsize=256, max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = _pool_classes(netguard.vetting(allowed))
         s.mount("http://", adapter)
         s.mount("https://", adapter)
@@ -129,6 +129,45 @@ def _pool_classes(*mixins: type) -> dict:
     https_conn = type("HTTPSConnection", (*mixins, _QuickLivenessCheck, HTTPSConnection), {})
     return {"http": type("HTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
             "https": type("HTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})}
+
+
+class _UpstreamAdapter(HTTPAdapter):
+    """requests' adapter, remembering what it works out from each URL it sends to: its pool's key
+    and its path. requests parses a URL five times a call, and Python keeps the last 128 parsed:
+    calls spread over more hosts than that parsed every one of them, every time. The pool itself is
+    still looked up in the pool manager on each call, so a pool it closed is never used."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pool_keys: dict = {}  # (url, verify, cert) -> (host params, pool kwargs)
+        self._paths: dict = {}  # url -> the request line's target
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        if proxies:  # a proxy's pool and key depend on more than the URL
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        memo = (request.url, verify, cert)
+        key = self._pool_keys.get(memo)
+        if key is None:
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)  # checks the URL
+            _keep(self._pool_keys, memo, self.build_connection_pool_key_attributes(request, verify, cert))
+            return pool
+        host_params, pool_kwargs = key
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    def request_url(self, request, proxies):
+        if proxies:
+            return super().request_url(request, proxies)
+        path = self._paths.get(request.url)
+        if path is None:
+            path = _keep(self._paths, request.url, super().request_url(request, proxies))
+        return path
+
+
+def _keep(memo: dict, key, value):
+    if len(memo) >= _URLS_KEPT:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _upstream_session() -> requests.Session:

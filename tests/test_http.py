@@ -81,6 +81,7 @@ class _Counting(BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         self.server.connections.add(self.client_address)  # one address per TCP connection
+        self.server.calls += 1
         body = json.dumps(chat_completion()).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -101,6 +102,7 @@ def upstreams(monkeypatch):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
         server.daemon_threads = True
         server.connections = set()
+        server.calls = 0
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
     yield servers
@@ -121,3 +123,17 @@ def test_each_upstream_host_of_the_config_keeps_its_connection(upstreams):
         for i in range(HOSTS):
             assert answer(run(engine, "chat_completions", f"m{i}", {"messages": messages}))["choices"]
     assert [len(s.connections) for s in upstreams] == [1] * HOSTS
+
+
+def test_with_more_upstream_hosts_than_pools_each_call_reaches_its_own_host(upstreams, monkeypatch):
+    """The adapter remembers each URL's pool key; the pool manager still closes the least recently
+    used pool beyond its room, and a call to that host again gets a new pool, on the right host."""
+    monkeypatch.setattr(http, "_pools", 2)
+    monkeypatch.setattr(http, "_session", None)
+    for _ in range(3):
+        for server in upstreams:
+            answered = http.post(f"http://127.0.0.1:{server.server_port}/v1/chat/completions",
+                                 json_body={"model": "m"}, timeout=10, provider="openai")
+            assert answered.json()["object"] == "chat.completion"
+    assert [s.calls for s in upstreams] == [3] * HOSTS
+    assert all(len(s.connections) == 3 for s in upstreams)  # two pools for HOSTS hosts: each call reconnected
