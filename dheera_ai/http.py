@@ -164,6 +164,7 @@ class _UpstreamAdapter(HTTPAdapter):
 
 
 def _keep(memo: dict, key, value):
+    """`memo[key] = value`, emptying `memo` first when it holds `_URLS_KEPT` entries."""
     if len(memo) >= _URLS_KEPT:
         memo.clear()
     memo[key] = value
@@ -313,9 +314,7 @@ def _prepared_url(url: str) -> str:
     if prepared is None:
         request = requests.PreparedRequest()
         request.prepare_url(url, None)
-        if len(_prepared_urls) >= _URLS_KEPT:
-            _prepared_urls.clear()
-        prepared = _prepared_urls[url] = request.url
+        prepared = _keep(_prepared_urls, url, request.url)
     return prepared
 
 
