@@ -72,6 +72,7 @@ def create_app(test_config=None, load_entrypoints=True, plugins=()) -> Flask:
     gateway_metrics.configured = {d.id: d.model_name for d in engine.config.deployments}
     # Built here, in the worker, after gunicorn forked: nothing connects before this point.
     state = State(engine.config)
+    state.metrics = gateway_metrics
     state.try_ensure_schema()
     engine.plugin_manager.register(state.auth, name="virtual-keys")
     engine.plugin_manager.register(state.spend, name="spend")

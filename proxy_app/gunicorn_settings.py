@@ -77,10 +77,14 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """In the exiting worker (SIGTERM included): exporters send what they have queued."""
+    """In the exiting worker (SIGTERM included): exporters send what they have queued, and the
+    metrics write their last counts."""
     from plugins import observability
 
     observability.shutdown()
+    state = getattr(worker.wsgi, "extensions", {}).get("dheera_ai_state")
+    if state is not None and state.metrics is not None:
+        state.metrics.close()
 
 
 def child_exit(server, worker):

@@ -34,6 +34,7 @@ class State:
         self.schema_ready = False
         self.models = None  # LiveModels, which needs the engine: create_app sets it
         self.response_cache = None  # the cache plugin, when the config turns caching on: create_app sets it
+        self.metrics = None  # the Prometheus metrics plugin: create_app sets it
 
     def ensure_schema(self) -> None:
         """Migrate once; an unreachable store is reported (503), and retried on the next use."""
@@ -70,6 +71,8 @@ class State:
             self.models.close()
         if self.response_cache is not None:
             self.response_cache.store.close()  # its writer thread, and a semantic store's pool
+        if self.metrics is not None:
+            self.metrics.close()  # its last counts written, its thread stopped
         self.spend.close()
         self.auth.close()
         self.store.close()

@@ -1,6 +1,7 @@
 """/metrics: Prometheus counts of calls, tokens and latency, across all gunicorn workers."""
 
 import re
+import time
 
 import pytest
 import requests
@@ -65,15 +66,22 @@ def test_every_worker_is_counted(tmp_path):
     try:
         gateway.wait_ready()
         sent, spent = 0, 0.0
-        # Fresh connections until both workers have answered some calls (bounded).
-        while sent < 400 and len({p.name.split("_")[-1] for p in samples.glob("counter_*.db")}) < 2:
+        # Fresh connections until both workers have written samples (bounded): a worker writes
+        # what it counted within a second (metrics.FLUSH_SECONDS).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len({p.name.split("_")[-1] for p in samples.glob("counter_*.db")}) < 2:
             response = requests.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=10,
                                      json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
             assert response.status_code == 200
             sent += 1
             spent += float(response.headers["x-dheera-ai-response-cost"])
         assert len(list(samples.glob("counter_*.db"))) == 2, "the calls never reached the second worker"
-        text = requests.get(gateway.url + "/metrics", headers=headers, timeout=10).text
+        text = ""
+        for _ in range(30):  # the other worker's last second of counts arrives within a second
+            text = requests.get(gateway.url + "/metrics", headers=headers, timeout=10).text
+            if sample(text, "dheera_ai_requests_total", model_group="demo", status="200") == sent:
+                break
+            time.sleep(0.1)
         assert sample(text, "dheera_ai_requests_total", model_group="demo", status="200") == sent
         assert sample(text, "dheera_ai_spend_usd_total", model_group="demo") == pytest.approx(spent)
     finally:
@@ -154,3 +162,58 @@ def test_a_clean_stop_leaves_no_samples_directory_and_a_configured_one_is_kept(t
             gateway.close()
         assert list(temp.glob("dheera-ai-metrics-*")) == []
     assert list(configured.glob("counter_*.db"))  # the configured directory and its samples stay
+
+
+def test_counts_written_in_batches_read_as_counted_one_by_one():
+    """A call adds to pending counts that a flush writes; the exposition is what writing each
+    observation and increment at once gives, bucket bounds included (a value on a bound is in it)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from proxy_app.metrics import LATENCY_BUCKETS, Metrics
+
+    metrics = Metrics()
+    reference = CollectorRegistry()
+    latency = Histogram("dheera_ai_request_latency_seconds", "Whole call, as the client saw it", ["model_group"],
+                        buckets=LATENCY_BUCKETS, registry=reference)
+    tokens = Counter("dheera_ai_tokens", "Tokens the upstream reported", ["model_group", "kind"], registry=reference)
+    values = [0.0, 0.005, 0.0051, 0.3, 1, 1, 299.9, 300, 301, 1e9]
+    with metrics._lock:
+        for value in values:
+            metrics._observe(metrics.latency, ("g",), value)
+            metrics._count(metrics.tokens, ("g", "prompt"), 7)
+    for value in values:
+        latency.labels("g").observe(value)
+        tokens.labels("g", "prompt").inc(7)
+    metrics.flush()
+
+    def lines(registry, prefix):
+        return [line for line in generate_latest(registry).decode().splitlines()
+                if line.startswith(prefix) and "_created" not in line]
+    for prefix in ("dheera_ai_request_latency_seconds", "dheera_ai_tokens"):
+        assert lines(metrics.registry, prefix) == lines(reference, prefix)
+    assert lines(metrics.registry, "dheera_ai_request_latency_seconds_count") == [
+        'dheera_ai_request_latency_seconds_count{model_group="g"} 10.0']
+
+
+def test_a_stopping_worker_writes_its_last_counts(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    config = tmp_path / "config.yaml"
+    demo = {"model_name": "demo", "dheera_ai_params": {"model": "mock/demo"}}
+    config.write_text(yaml.safe_dump({"model_list": [demo], "general_settings": {"master_key": MASTER_KEY}}))
+    samples = tmp_path / "prometheus"
+    gateway = GatewayProcess("--config", str(config), "--workers", "1",
+                             env={"PROMETHEUS_MULTIPROC_DIR": str(samples)})
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    try:
+        gateway.wait_ready()
+        for _ in range(5):
+            response = requests.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=10,
+                                     json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+            assert response.status_code == 200
+        assert gateway.stop() == 0  # at once: within the second a worker may keep counts unwritten
+    finally:
+        gateway.close()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(samples))
+    assert sample(generate_latest(registry).decode(), "dheera_ai_requests_total", model_group="demo") == 5
