@@ -12,7 +12,7 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-from proxy_app.store.spend import SPEND_COLUMNS, _encode_spend
+from proxy_app.store.spend import spend_values
 from proxy_app.store.sql import SQLStore, StoreUnavailableError
 
 CONNECT_TIMEOUT_S = 3
@@ -108,7 +108,7 @@ class PostgresStore(SQLStore):
         if not rows:
             return []
         cur.executemany(insert + " RETURNING row_id",
-                        [tuple(_encode_spend(c, row.get(c)) for c in SPEND_COLUMNS) for row in rows], returning=True)
+                        [spend_values(row) for row in rows], returning=True)
         inserted = set()
         while True:
             inserted.update(found for (found,) in cur.fetchall())

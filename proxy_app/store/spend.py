@@ -111,7 +111,7 @@ class SpendStore:
         in-process, a statement a row costs nothing; PostgreSQL batches it.)"""
         new = []
         for row in rows:
-            cur.execute(insert, tuple(_encode_spend(c, row.get(c)) for c in SPEND_COLUMNS))
+            cur.execute(insert, spend_values(row))
             if cur.rowcount == 1:
                 new.append(row)
         return new
@@ -336,16 +336,26 @@ class SpendStore:
         return where, params
 
 
-def _encode_spend(column, value):
-    if column == "guardrails":
-        return orjson.dumps(value).decode() if value else None
-    if column in ("tags", "metadata"):
-        return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
-    if column in FLAG_COLUMNS:
-        return 1 if value else 0
-    if column == "saved_cost":
-        return value or 0.0  # rows spooled before the response cache existed have none
-    return value
+def _json_text(empty):
+    return lambda value: orjson.dumps(value if value is not None else empty).decode()
+
+
+# How a row's value is stored, for the columns where that is not the value itself.
+_ENCODE = {"guardrails": lambda value: orjson.dumps(value).decode() if value else None,
+           "tags": _json_text([]), "metadata": _json_text({}),
+           # rows spooled before the response cache existed have no saved_cost
+           "saved_cost": lambda value: value or 0.0,
+           **{column: lambda value: 1 if value else 0 for column in FLAG_COLUMNS}}
+_ENCODED = tuple((SPEND_COLUMNS.index(column), encode) for column, encode in _ENCODE.items())
+
+
+def spend_values(row: dict) -> list:
+    """A spend row's values in SPEND_COLUMNS order, as the store keeps them. (Nine columns are
+    encoded; choosing each column's encoding row after row cost ~5 us a row in the writer.)"""
+    values = [row.get(column) for column in SPEND_COLUMNS]
+    for index, encode in _ENCODED:
+        values[index] = encode(values[index])
+    return values
 
 
 def _decode_spend(values) -> dict:
