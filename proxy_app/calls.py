@@ -224,32 +224,48 @@ def render(reply: Reply) -> Response:
     else:
         body = reply.body if reply.body is not None else orjson.dumps(reply.data)
         response = Response(body, status=reply.status, content_type=reply.content_type)
-    for name, value in reply.headers.items():
-        response.headers[name] = value
+    set_headers(response.headers, reply.headers.items())
     return response
+
+
+def set_headers(headers, pairs) -> None:
+    """`headers[name] = value` for each pair, in one go. Werkzeug's set scans every header already
+    there for each name it sets (a dozen names: ~90 `str.lower` calls a call); here one scan says
+    whether any name is there already (or twice among the pairs), and only then are the pairs set
+    one by one, the last of a name winning."""
+    pairs = list(pairs)
+    if not pairs:
+        return
+    names = {name.lower() for name, _ in pairs}
+    if len(names) < len(pairs) or any(name.lower() in names for name in headers.keys()):
+        for name, value in pairs:
+            headers[name] = value
+    else:
+        headers.extend(pairs)
 
 
 def add_call_headers(response: Response) -> Response:
     """On every response: the call id; for model calls, the deployment and our own overhead."""
+    ours = []
     call_id = getattr(g, "call_id", None)
     if call_id:
-        response.headers["x-dheera-ai-call-id"] = call_id
+        ours.append(("x-dheera-ai-call-id", call_id))
     client_call_id = getattr(g, "client_call_id", None)
     if client_call_id:
-        response.headers["x-dheera-ai-client-call-id"] = client_call_id
+        ours.append(("x-dheera-ai-client-call-id", client_call_id))
     call = getattr(g, "call", None)
     if call is not None:
         if call.deployment is not None:
-            response.headers["x-dheera-ai-model-id"] = call.deployment.id
-            response.headers["x-dheera-ai-model-group"] = call.deployment.model_name
-        response.headers["x-dheera-ai-attempted-retries"] = str(call.attempted_retries)
-        response.headers["x-dheera-ai-attempted-fallbacks"] = str(call.attempted_fallbacks)
+            ours += [("x-dheera-ai-model-id", call.deployment.id),
+                     ("x-dheera-ai-model-group", call.deployment.model_name)]
         overhead = time.perf_counter() - call.started - call.upstream_seconds
-        response.headers["x-dheera-ai-overhead-duration-ms"] = f"{overhead * 1000:.3f}"
-        for name, value in call.response_headers.items():
-            response.headers[name] = value
+        ours += [("x-dheera-ai-attempted-retries", str(call.attempted_retries)),
+                 ("x-dheera-ai-attempted-fallbacks", str(call.attempted_fallbacks)),
+                 ("x-dheera-ai-overhead-duration-ms", f"{overhead * 1000:.3f}"),
+                 *call.response_headers.items()]
+    set_headers(response.headers, ours)
     if current_app.config["LITELLM_HEADERS"]:
-        for name, value in list(response.headers.items()):
-            if name.lower().startswith(OUR_HEADER_PREFIX):
-                response.headers["x-litellm-" + name[len(OUR_HEADER_PREFIX):]] = value
+        set_headers(response.headers, [("x-litellm-" + name[len(OUR_HEADER_PREFIX):], value)
+                                       for name, value in response.headers.items()
+                                       if name.lower().startswith(OUR_HEADER_PREFIX)])
     return response

@@ -118,6 +118,24 @@ def test_response_headers_name_the_call_the_deployment_and_our_overhead(openai_c
     assert 0 < overhead < 200
 
 
+
+def test_headers_set_in_one_go_replace_as_setting_each_would():
+    """`calls.set_headers`: one header of each name, whatever the case, the last pair winning."""
+    from werkzeug.datastructures import Headers
+
+    from proxy_app.calls import set_headers
+
+    fresh = Headers([("Content-Type", "application/json")])
+    set_headers(fresh, [("x-a", "1"), ("x-b", "2")])
+    assert list(fresh.items()) == [("Content-Type", "application/json"), ("x-a", "1"), ("x-b", "2")]
+    there = Headers([("Content-Type", "application/json"), ("X-A", "old")])
+    set_headers(there, [("x-a", "new"), ("content-type", "text/plain")])
+    assert sorted(there.items()) == [("content-type", "text/plain"), ("x-a", "new")]
+    twice = Headers()
+    set_headers(twice, [("x-a", "1"), ("X-A", "2")])
+    assert list(twice.items()) == [("X-A", "2")]
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 def test_a_wrong_key_is_a_401_in_openai_format(live):
