@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 CONFIG ?= conf/config.yaml
 PORT ?= 4000
 
-.PHONY: install run test lint bench bench-soak bench-scale clean
+.PHONY: install run test lint bench bench-soak bench-scale bench-instructions clean
 
 install: $(INSTALLED)
 
@@ -40,6 +40,12 @@ bench-soak: install
 # SCALE_ARGS passes options, e.g. SCALE_ARGS='--only streams --rounds 1'.
 bench-scale: install
 	$(PY) -m tests.bench.scale $(SCALE_ARGS)
+
+# Instructions per call under valgrind's callgrind (installed from Debian's packages when missing):
+# steady where req/s is not. INSTRUCTIONS_ARGS passes options, e.g. '--against ../other-checkout'.
+bench-instructions: install
+	command -v valgrind >/dev/null || { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null 2>&1; }
+	$(PY) -m tests.bench.instructions $(INSTRUCTIONS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

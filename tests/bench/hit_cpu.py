@@ -54,7 +54,9 @@ def _upstream() -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def gateway(upstream: str, workdir: str):
+def gateway(upstream: str, workdir: str, variants=("cache",)):
+    """The bench gateway in-process, with tests/bench/variants/<name>.yaml merged in (a section
+    both name, like `dheera_ai_settings`, holds the keys of each), and a key that may call it."""
     import yaml
 
     from proxy_app.app import create_app
@@ -64,8 +66,11 @@ def gateway(upstream: str, workdir: str):
             "model": "openai/gpt-4o-mini", "api_base": upstream + "/v1", "api_key": "sk-upstream"}}],
         "general_settings": {"master_key": "sk-bench-master", "database_url": f"sqlite:///{workdir}/state.db"},
     }
-    with open(os.path.join(HERE, "variants", "cache.yaml")) as variant:
-        config.update(yaml.safe_load(variant))
+    for name in variants:
+        with open(os.path.join(HERE, "variants", f"{name}.yaml")) as variant:
+            merged = yaml.safe_load(variant.read().replace("BENCH_UPSTREAM", upstream))
+        for section, values in merged.items():
+            config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
     app = create_app(config)
     client = app.test_client()
     made = client.post("/key/generate", headers={"Authorization": "Bearer sk-bench-master"},
