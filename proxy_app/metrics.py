@@ -221,8 +221,8 @@ class Metrics:
 def _add_observations(child, total: float, buckets: list) -> None:
     """Add a batch of observations to a histogram's samples: its sum, and each bucket's count.
     prometheus_client offers only `observe(value)`, a sample write per value, so this writes its
-    per-bucket values (`_sum`, `_buckets`, in the order of `_upper_bounds`; the same in every
-    release since 0.1; `test_metrics` compares the exposition with `observe`'s)."""
+    per-bucket values (`_sum`, `_buckets`, in the order of `_upper_bounds`, as in 0.26: not a
+    public API, so `test_metrics` compares the exposition with `observe`'s)."""
     child._sum.inc(total)
     for value, count in zip(child._buckets, buckets, strict=True):
         if count:

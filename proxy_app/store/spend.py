@@ -340,12 +340,16 @@ def _json_text(empty):
     return lambda value: orjson.dumps(value if value is not None else empty).decode()
 
 
+def _flag(value) -> int:
+    return 1 if value else 0
+
+
 # How a row's value is stored, for the columns where that is not the value itself.
 _ENCODE = {"guardrails": lambda value: orjson.dumps(value).decode() if value else None,
            "tags": _json_text([]), "metadata": _json_text({}),
            # rows spooled before the response cache existed have no saved_cost
            "saved_cost": lambda value: value or 0.0,
-           **{column: lambda value: 1 if value else 0 for column in FLAG_COLUMNS}}
+           **dict.fromkeys(FLAG_COLUMNS, _flag)}
 _ENCODED = tuple((SPEND_COLUMNS.index(column), encode) for column, encode in _ENCODE.items())
 
 
