@@ -29,6 +29,12 @@ _TEXT_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 
+# Every credential-shaped match contains one of these, case aside. Scanning for them is ~30 times
+# cheaper than the pattern (~100 ns a character under IGNORECASE, tried at each position), and most
+# text (messages, ids, log fields) holds none. Only for ASCII text: IGNORECASE also folds some
+# non-ASCII letters (the Kelvin sign is a `k`), which `str.lower` would not.
+_TRIGGERS = ("sk-", "aiza", "bearer", "authorization", "api-key", "api_key")
+
 # Words that make a field name a secret's: `api_key`, `x-api-key`, `client_secret`, `access_token`,
 # `password`, `Authorization`, `credentials`... but not `max_tokens` or `key_alias`.
 _SECRET_WORDS = frozenset({"password", "passwd", "secret", "token", "credential", "credentials", "authorization",
@@ -102,7 +108,14 @@ def redact(text: str) -> str:
         return text
     if _known_pattern is not None:
         text = _known_pattern.sub(_mask_match, text)
-    return _TEXT_PATTERNS.sub(_keep_prefix, text)
+    return _TEXT_PATTERNS.sub(_keep_prefix, text) if _may_hold_credential(text) else text
+
+
+def _may_hold_credential(text: str) -> bool:
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(trigger in lowered for trigger in _TRIGGERS)
 
 
 def _mask_match(match: re.Match) -> str:

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import random
 
 import pytest
 
@@ -33,6 +34,24 @@ def test_credentials_in_text_are_masked_keeping_a_recognisable_prefix(text, secr
 def test_ordinary_text_is_left_alone():
     text = "model gpt-4o-mini answered 12 tokens for task-runner (call 5f0c1d2e-aaaa-bbbb-cccc-123456789012)"
     assert redact(text) == text
+
+
+def test_text_skipped_by_the_quick_scan_is_text_the_patterns_leave_alone(monkeypatch):
+    # `redact` runs the credential patterns only on text holding one of their literal starts: on
+    # any text it must mask exactly what the patterns alone mask, mixed case and non-ASCII included.
+    from dheera_ai import redact as module
+    from dheera_ai.redact import _TEXT_PATTERNS, _keep_prefix
+
+    monkeypatch.setattr(module, "_known_pattern", None)  # other tests' configured keys: not this test's
+
+    ascii_only = "sk-SK-ant-AIZaiza Bearer bEARER authorization: api-key_api_key x-goog =\"',;\n\t*0123456789xyz"
+    alphabets = (ascii_only, ascii_only + "\u212a\u017f\u0130")  # the Kelvin sign, a long s, a dotted I
+    rng = random.Random(7)
+    texts = ["\u212aey SK-abcdefgh1234", "\u017fk-abcdefgh12345678", "SK-ABCD12345678", "AIzaSyABCDEFGHIJKL",
+             "AUTHORIZATION: tok123", "x-API_KEY=zzzz", "Api-Key: abc123", "x-goog-api-key=zz", "beaRer abc"]
+    texts += ["".join(rng.choice(alphabets[i % 2]) for _ in range(rng.randint(0, 60))) for i in range(20000)]
+    for text in texts:
+        assert redact(text) == _TEXT_PATTERNS.sub(_keep_prefix, text), text
 
 
 @pytest.mark.parametrize("name", ["api_key", "apiKey", "x-api-key", "Authorization", "password", "client_secret",

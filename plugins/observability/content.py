@@ -4,14 +4,16 @@ On the call's path the content is only copied, raw (`raw`: the request's message
 the answer's body or a stream's events as received). The exporters' thread turns that into the
 GenAI convention's attributes (`finished`): `gen_ai.input.messages` and `gen_ai.output.messages`,
 `[{"role", "parts": [{"type": "text", "content"}, ...], "finish_reason"}]`, secrets masked, each
-bounded. A destination that does not capture content gets neither form.
+bounded. A destination that does not capture content gets neither form. Secrets are masked in
+each value as the messages are built (`_said`): the keys are ours, so that is what `redact_data`
+over the finished messages would do, without walking them again.
 """
 
 from __future__ import annotations
 
 import orjson
 
-from dheera_ai.redact import redact_data
+from dheera_ai.redact import redact, redact_data
 
 RAW_REQUEST = "dheera_ai.content.request"
 RAW_ANSWER = "dheera_ai.content.answer"
@@ -88,7 +90,7 @@ def answer_messages(answer: str) -> list:
         if text is None:
             text = choice.get("text")
         item = _message({"role": "assistant", **message, "content": text})
-        item["finish_reason"] = choice.get("finish_reason")
+        item["finish_reason"] = _said(choice.get("finish_reason"))
         out.append(item)
     if document.get("type") == "message" and isinstance(document.get("content"), list):
         out.append(_message({"role": "assistant", "content": document["content"]}))
@@ -108,7 +110,7 @@ def streamed_messages(events: bytes) -> list:
                 reason = choice.get("finish_reason") or reason
     if not text:
         return []
-    return [{"role": "assistant", "parts": [{"type": "text", "content": "".join(text)}], "finish_reason": reason}]
+    return [{"role": "assistant", "parts": [_text_part("".join(text))], "finish_reason": _said(reason)}]
 
 
 def sse_documents(chunks):
@@ -135,7 +137,8 @@ def _message(message: dict) -> dict:
     if isinstance(content, list):
         parts = [_text_part(p.get("text")) if isinstance(p, dict) and p.get("type") in ("text", "input_text",
                                                                                         "output_text")
-                 else {"type": str(p.get("type", "unknown")) if isinstance(p, dict) else "unknown"} for p in content]
+                 else {"type": redact(str(p.get("type", "unknown"))) if isinstance(p, dict) else "unknown"}
+                 for p in content]
     elif content is None:
         parts = []
     else:
@@ -143,15 +146,20 @@ def _message(message: dict) -> dict:
     for tool_call in message.get("tool_calls") or ():
         if isinstance(tool_call, dict):
             function = tool_call.get("function") if isinstance(tool_call.get("function"), dict) else {}
-            parts.append({"type": "tool_call", "id": tool_call.get("id"), "name": function.get("name"),
-                          "arguments": function.get("arguments")})
-    return {"role": str(message.get("role", "user")), "parts": parts}
+            parts.append({"type": "tool_call", "id": _said(tool_call.get("id")), "name": _said(function.get("name")),
+                          "arguments": _said(function.get("arguments"))})
+    return {"role": redact(str(message.get("role", "user"))), "parts": parts}
 
 
 def _text_part(value) -> dict:
-    return {"type": "text", "content": value if isinstance(value, str) else orjson.dumps(value).decode()}
+    return {"type": "text", "content": redact(value if isinstance(value, str) else orjson.dumps(value).decode())}
+
+
+def _said(value):
+    """A value a client or upstream sent, secrets masked."""
+    return redact(value) if isinstance(value, str) else redact_data(value)
 
 
 def _json(value) -> str:
-    text = orjson.dumps(redact_data(value)).decode()
+    text = orjson.dumps(value).decode()
     return text if len(text) <= LIMIT else text[:LIMIT]

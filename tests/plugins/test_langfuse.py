@@ -148,6 +148,28 @@ def test_content_can_be_turned_off(make_app, base_config, langfuse, upstream):
     assert not [k for s in spans for k in s.attributes if k.startswith("gen_ai.") and "messages" in k]
 
 
+def test_secrets_in_the_messages_are_masked_in_the_content(make_app, base_config, langfuse):
+    gateway = make_app(with_langfuse(base_config, langfuse)).test_client()
+    messages = [
+        {"role": "user", "content": "my key is sk-proj-abcdefghijklmnop, the gateway's sk-upstream-secret"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call-1", "type": "function", "function": {
+            "name": "login", "arguments": json.dumps({"api_key": "hunter2-hunter2", "user": "ann"})}}]},
+        {"role": "user", "content": [{"type": "text", "text": "Authorization: Bearer tok-0123456789"},
+                                     {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+    call(gateway, {**CHAT, "messages": messages})
+
+    [generation] = generations(langfuse, 1)
+    said = generation.attributes["langfuse.observation.input"]
+    for secret in ("abcdefghijklmnop", "sk-upstream-secret", "hunter2-hunter2", "tok-0123456789"):
+        assert secret not in said
+    first, called, parts = json.loads(said)
+    assert first["parts"][0]["content"].startswith("my key is sk-proj****")
+    assert called["parts"] == [{"type": "tool_call", "id": "call-1", "name": "login",
+                                "arguments": called["parts"][0]["arguments"]}]
+    assert '"user": "ann"' in called["parts"][0]["arguments"]
+    assert [p["type"] for p in parts["parts"]] == ["text", "image_url"]
+
+
 def test_a_streamed_answer_is_the_generations_output(make_app, base_config, langfuse, upstream):
     upstream.stream(chat_chunks())
     gateway = make_app(with_langfuse(base_config, langfuse)).test_client()
