@@ -17,6 +17,7 @@ only for a destination that captures it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -65,6 +66,12 @@ class CallSpans:
     parent: object = None  # the context the CLIENT spans are children of
     attempts: list = field(default_factory=list)  # [span, end time ns, error]
     open: object = None  # the attempt under way
+    requested: dict | None = None  # request_attributes of the call's body, for each of its spans
+
+    def requested_of(self, call) -> dict:
+        if self.requested is None:
+            self.requested = request_attributes(call.body)
+        return self.requested
 
 
 class Tracing:
@@ -122,7 +129,7 @@ class Tracing:
             attributes["server.address"] = address
             if port:
                 attributes["server.port"] = port
-        attributes.update(request_attributes(call.body))
+        attributes.update(spans.requested_of(call))
         if not self.server_spans:
             attributes["dheera_ai.sdk"] = True
         span = self.tracer.start_span(f"{attributes['gen_ai.operation.name']} {model}", context=spans.parent,
@@ -181,7 +188,7 @@ class Tracing:
         now = time.time_ns()
         error = outcome.error
         answered = response_attributes(call, outcome)
-        described = {**call_attributes(call, outcome), **answered}
+        described = {**call_attributes(call, outcome, spans.requested_of(call)), **answered}
         if self.capture_content:
             said = content.raw(call, outcome)
             # Ours: raw here, and the exporters' thread writes the convention's form. The
@@ -225,10 +232,13 @@ def provider_name(deployment) -> str:
 
 def server_address(deployment) -> tuple[str | None, int | None]:
     base = deployment.params.get("api_base")
-    if not base:
-        return None, None
+    return _host_and_port(str(base)) if base else (None, None)
+
+
+@functools.lru_cache(maxsize=1024)  # a config's few api_base values, parsed on every attempt
+def _host_and_port(base: str) -> tuple[str | None, int | None]:
     try:
-        parts = urlsplit(str(base))
+        parts = urlsplit(base)
         return parts.hostname, parts.port
     except ValueError:
         return None, None
@@ -248,13 +258,14 @@ def request_attributes(body: dict) -> dict:
     return out
 
 
-def call_attributes(call, outcome) -> dict:
-    """What the SERVER span says about the call: the convention's names and ours (`dheera_ai.*`)."""
+def call_attributes(call, outcome, requested: dict) -> dict:
+    """What the SERVER span says about the call: the convention's names and ours (`dheera_ai.*`),
+    with `requested` (`request_attributes` of its body)."""
     deployment, principal = call.deployment, call.principal
     out = {"gen_ai.operation.name": operation(call), "gen_ai.request.model": call.model,
            "dheera_ai.call_id": call.call_id, "dheera_ai.stream": call.stream,
            "dheera_ai.retries": call.attempted_retries, "dheera_ai.fallbacks": call.attempted_fallbacks}
-    out.update(request_attributes(call.body))
+    out.update(requested)
     if deployment is not None:
         out["gen_ai.provider.name"] = provider_name(deployment)
         out["dheera_ai.model_group"] = deployment.model_name
