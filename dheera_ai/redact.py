@@ -29,12 +29,6 @@ _TEXT_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 
-# Every credential-shaped match contains one of these, case aside. Scanning for them is ~30 times
-# cheaper than the pattern (~100 ns a character under IGNORECASE, tried at each position), and most
-# text (messages, ids, log fields) holds none. Only for ASCII text: IGNORECASE also folds some
-# non-ASCII letters (the Kelvin sign is a `k`), which `str.lower` would not.
-_TRIGGERS = ("sk-", "aiza", "bearer", "authorization", "api-key", "api_key")
-
 # Words that make a field name a secret's: `api_key`, `x-api-key`, `client_secret`, `access_token`,
 # `password`, `Authorization`, `credentials`... but not `max_tokens` or `key_alias`.
 _SECRET_WORDS = frozenset({"password", "passwd", "secret", "token", "credential", "credentials", "authorization",
@@ -112,10 +106,15 @@ def redact(text: str) -> str:
 
 
 def _may_hold_credential(text: str) -> bool:
+    """Whether `text` holds one of the literals every `_TEXT_PATTERNS` match contains, case aside.
+    Looking for them is ~30 times cheaper than the patterns (~100 ns a character under IGNORECASE,
+    tried at each position), and most text (messages, ids, log fields) holds none. Only for ASCII
+    text: IGNORECASE also folds some other letters (the Kelvin sign is a `k`), `str.lower` not."""
     if not text.isascii():
         return True
     lowered = text.lower()
-    return any(trigger in lowered for trigger in _TRIGGERS)
+    return ("sk-" in lowered or "aiza" in lowered or "bearer" in lowered or "authorization" in lowered
+            or "api-key" in lowered or "api_key" in lowered)
 
 
 def _mask_match(match: re.Match) -> str:

@@ -71,7 +71,7 @@ class LangfuseExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
     def mapped(self, span: ReadableSpan) -> ReadableSpan:
-        attributes = content.finished(dict(span.attributes or {}), self.capture_content)
+        attributes = content.finished(span.attributes or {}, self.capture_content)  # read only: `out` is the copy
         generation = span.kind == SpanKind.SERVER or attributes.get("dheera_ai.sdk") is True
         out = {k: v for k, v in attributes.items() if k not in (content.INPUT, content.OUTPUT)}
         if not generation:
