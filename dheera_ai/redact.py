@@ -19,6 +19,8 @@ MASK = "****"
 # Shorter configured values are not masked by value: "test" or "1234" would mask ordinary words.
 MIN_KNOWN_SECRET = 8
 
+# Each alternative holds a literal that `_may_hold_credential` looks for first: a new one needs its
+# literal there too, and a text of its own in tests/test_logs.py's quick-scan test.
 _TEXT_PATTERNS = re.compile(
     r"(?P<keep>\bsk-ant-[A-Za-z0-9]{3,6}-?)[A-Za-z0-9_\-]{8,}"          # Anthropic: sk-ant-api03-...
     r"|(?P<keep2>\bsk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{4,}"              # OpenAI-style and ours
