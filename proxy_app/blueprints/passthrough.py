@@ -123,7 +123,7 @@ def _model_named(route: str) -> str:
 
 def _body() -> bytes:
     data = request.get_data(cache=True)
-    calls._check_whole_stream()
+    calls._check_whole_stream(request)
     return data
 
 
