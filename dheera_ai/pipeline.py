@@ -171,13 +171,17 @@ class Pipeline:
             raise
         finally:
             call.deadline = None
-        seconds = time.perf_counter() - began
+        seconds = time.perf_counter() - began if reply.from_deployment else None
+
+        def tokens() -> int:
+            return reply.usage.total_tokens if reply.usage and reply.from_deployment else 0
+
         if reply.stream is None:
-            router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+            router.finished(deployment, seconds, tokens())
             self._attempt_ended(call, deployment, None)
         else:
             def ended(error=None):
-                router.finished(deployment, seconds, reply.usage.total_tokens if reply.usage else 0)
+                router.finished(deployment, seconds, tokens())
                 self._attempt_ended(call, deployment, error)
             reply.stream = _on_end(reply.stream, ended)
         return reply

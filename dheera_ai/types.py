@@ -231,6 +231,9 @@ class Reply:
     # How an error after the stream has started is written into it (the wire format's error
     # event); None means OpenAI's `data: {"error": ...}`.
     error_event: Callable[[Exception], bytes] | None = None
+    # False when a plugin answered without calling the deployment (a cache hit): the router then
+    # counts neither its time as the deployment's latency nor its tokens toward the deployment's tpm.
+    from_deployment: bool = True
 
 
 @dataclass

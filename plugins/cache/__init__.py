@@ -140,8 +140,8 @@ class ResponseCache:
             include = bool((call.body.get("stream_options") or {}).get("include_usage")) \
                 or call.call_type == "anthropic_messages"
             return Reply(stream=answers.REPLAY[call.call_type](answer, include), content_type="text/event-stream",
-                         usage=usage)
-        return Reply(data=answer, usage=usage)
+                         usage=usage, from_deployment=False)
+        return Reply(data=answer, usage=usage, from_deployment=False)
 
     def _similar(self, call, state: _Lookup) -> tuple[dict | None, float]:
         """The entry of the closest earlier prompt in the scope, if alike enough, and how alike."""
@@ -283,7 +283,7 @@ class ResponseCache:
         self._answered(call, state, "hit", Usage(saved, 0, saved))
         model = next(iter(state.hits.values())).get("model")
         return Reply(data=_embedding_list(state.hits, len(state.keys), model, {"prompt_tokens": 0, "total_tokens": 0}),
-                     usage=Usage(0, 0, 0))
+                     usage=Usage(0, 0, 0), from_deployment=False)
 
     def _merged_embeddings(self, state: _Lookup, reply: Reply) -> Reply:
         if reply.status != 200 or reply.stream is not None:
