@@ -195,10 +195,15 @@ class Tracing:
             # application's exporters know nothing of that: finished now (the SDK's path).
             described.update(said if self.provider is not None else content.finished(said, True))
         token = exporters.ending.set("failure" if error is not None else "success")
+        # A cache hit never reached the upstream: the gateway's trace shows no request to it (the
+        # attempt's span is left unended, so it is never exported); the SERVER span says hit.
+        hit = call.cache is not None and call.cache.result == "hit"
         try:
             last = len(spans.attempts) - 1
             for index, (span, ended, failure) in enumerate(spans.attempts):
                 if index == last and failure is None:
+                    if self.server_spans and hit:
+                        continue
                     if self.server_spans:
                         span.set_attributes(answered)
                     else:  # the SDK's span is the call's only one; its model is the upstream's

@@ -155,15 +155,20 @@ def test_a_failed_call_marks_its_spans(make_app, base_config, upstream, collecto
     assert server.attributes["http.response.status_code"] == 400
 
 
-def test_a_cache_hit_says_so_on_its_span(make_app, base_config, collector, upstream):
+def test_a_cache_hit_says_so_on_its_span_and_shows_no_upstream_request(make_app, base_config, collector, upstream):
     config = traced(base_config, collector)
     config["dheera_ai_settings"].update({"cache": True, "cache_params": {"type": "local"}})
     gateway = make_app(config).test_client()
     for _ in range(2):
         assert call(gateway).status_code == 200
-    first, second = sorted(collector.wait_for(2, kind="SERVER"), key=lambda span: span.start_ns)
-    assert (first.attributes["dheera_ai.cache_hit"], second.attributes["dheera_ai.cache_hit"]) == (False, True)
-    assert upstream.count("/v1/chat/completions") == 1
+    assert call(gateway, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a miss"}]}
+                ).status_code == 200
+    first, second, third = sorted(collector.wait_for(3, kind="SERVER"), key=lambda span: span.start_ns)
+    assert [span.attributes["dheera_ai.cache_hit"] for span in (first, second, third)] == [False, True, False]
+    assert upstream.count("/v1/chat/completions") == 2
+    # Spans are exported in the order they end: the third call's attempt comes after any of the hit's.
+    attempts = collector.wait_for(2, kind="CLIENT")
+    assert sorted(span.trace_id for span in attempts) == sorted([first.trace_id, third.trace_id])
 
 
 def test_an_incoming_traceparent_makes_the_call_its_child(gateway, collector, upstream):
