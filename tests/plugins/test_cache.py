@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import MASTER_KEY
 from tests.support.fake_upstream import chat_chunks, chat_completion
-from tests.support.servers import LiveServer, hang_up_mid_stream
+from tests.support.servers import hang_up_mid_stream
 from tests.test_spend import PLAIN_COST, PRICES, stored
 
 HI = [{"role": "user", "content": "hi"}]
@@ -402,26 +402,24 @@ def test_rate_limits_count_hits(client, auth, live, upstream):
     assert chats(upstream) == 1
 
 
-def test_a_hit_teaches_the_router_nothing_about_the_deployment(make_app, cache_config, upstream):
+def test_a_hit_teaches_the_router_nothing_about_the_deployment(cache_config, live_app, upstream):
     """A hit never reached the deployment: its tokens do not count toward the deployment's `tpm`
     (LiteLLM's usage- and latency-based routing keep to it), nor its microseconds toward the
     deployment's latency, which would make the deployment look fastest for as long as hits last."""
     cache_config["model_list"][0]["dheera_ai_params"]["tpm"] = 40  # the fake upstream's answer: 16 tokens
     cache_config["router_settings"] = {"routing_strategy": "latency-based-routing"}
-    app = make_app(cache_config)
-    server = LiveServer(app)
+    server = live_app(cache_config)
     gpt = openai.OpenAI(base_url=server.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10)
     gpt.chat.completions.create(model="gpt-4o-mini", messages=HI)
-    router = app.extensions["dheera_ai"].router
+    router = server.server.app.extensions["dheera_ai"].router
     deployment = router.groups["gpt-4o-mini"].deployments[0]
     latency = router.stats.latency[deployment.id]
 
     for _ in range(5):  # 5 x 16 tokens: over the deployment's 40 a minute, had they counted
         answer = gpt.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI)
         assert answer.headers["x-dheera-ai-cache-hit"] == "true"
+    assert router.stats.latency[deployment.id] == latency, "the hits were not measured"
     gpt.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a miss"}])
-
-    server.close()
 
     assert chats(upstream) == 2
     assert router.stats.latency[deployment.id] != latency, "the miss was measured"
